@@ -2,5 +2,6 @@
 
 pub mod pool;
 pub mod quant;
+pub mod simd;
 
 pub use quant::GgmlType;

@@ -371,7 +371,8 @@ impl Gguf {
         Ok(Gguf { version, metadata, tensors, alignment, data_offset, backing })
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// The whole file image.
+    pub fn raw_bytes(&self) -> &[u8] {
         match &self.backing {
             Backing::Mmap(m) => m,
             Backing::Owned(v) => v,
@@ -384,7 +385,7 @@ impl Gguf {
 
     /// The raw bytes of a tensor (bounds were checked at open).
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
-        &self.bytes()[info.offset as usize..(info.offset + info.n_bytes) as usize]
+        &self.raw_bytes()[info.offset as usize..(info.offset + info.n_bytes) as usize]
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

@@ -1,0 +1,86 @@
+//! Small vector kernels outside the quantized formats: f16 dot products for attention.
+
+use half::f16;
+
+/// Scalar reference for [`dot_f16`].
+pub fn dot_f16_ref(a: &[f16], b: &[f16]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x.to_f32() * y.to_f32()).sum()
+}
+
+/// `sum(a[i] * b[i])` over f16 inputs with f32 accumulation (ggml_vec_dot_f16's numerics).
+pub fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_f16c() {
+            // SAFETY: the features were detected at run time.
+            return unsafe { avx2::dot_f16(a, b) };
+        }
+    }
+    dot_f16_ref(a, b)
+}
+
+/// Whether AVX2, FMA and F16C are present (cached by std's detection).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2_f16c() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr() as *const __m128i, b.as_ptr() as *const __m128i);
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            let a0 = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i / 8)));
+            let b0 = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i / 8)));
+            let a1 = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i / 8 + 1)));
+            let b1 = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i / 8 + 1)));
+            acc0 = _mm256_fmadd_ps(a0, b0, acc0);
+            acc1 = _mm256_fmadd_ps(a1, b1, acc1);
+            i += 16;
+        }
+        if i + 8 <= n {
+            let a0 = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(i / 8)));
+            let b0 = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i / 8)));
+            acc0 = _mm256_fmadd_ps(a0, b0, acc0);
+            i += 8;
+        }
+        let acc = _mm256_add_ps(acc0, acc1);
+        let hi = _mm256_extractf128_ps(acc, 1);
+        let s = _mm_add_ps(_mm256_castps256_ps128(acc), hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        let mut sum = _mm_cvtss_f32(s);
+        while i < n {
+            sum += a[i].to_f32() * b[i].to_f32();
+            i += 1;
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn dot_f16_matches_reference() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for n in [1, 7, 8, 15, 16, 33, 64, 128, 1000] {
+            let a: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.random_range(-2.0..2.0))).collect();
+            let b: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.random_range(-2.0..2.0))).collect();
+            let (x, y) = (dot_f16(&a, &b), dot_f16_ref(&a, &b));
+            let mag: f32 = a.iter().zip(&b).map(|(p, q)| (p.to_f32() * q.to_f32()).abs()).sum();
+            assert!((x - y).abs() <= 1e-5 * mag.max(1.0), "n={n}: {x} vs {y}");
+        }
+    }
+}

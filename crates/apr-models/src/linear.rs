@@ -1,0 +1,157 @@
+//! A linear layer over a weight matrix of any ggml type: `y = x W^T (+ b)`, threaded by rows.
+
+use std::sync::Arc;
+
+use apr_core::pool::{split_range, ThreadPool};
+use apr_core::quant::{self, GgmlType};
+use apr_formats::{Gguf, TensorInfo};
+
+use crate::{ModelError, Result};
+
+/// Weight rows each thread takes at a time (keeps per-thread ranges cache-line apart).
+const ROW_ALIGN: usize = 16;
+/// Activation rows dotted with one weight row per kernel call.
+const TOKEN_TILE: usize = 4;
+
+/// The bytes of a weight matrix: a view into the mapped file, or owned (repacked, converted).
+#[derive(Clone)]
+pub enum WeightData {
+    Mapped { file: Arc<Gguf>, offset: usize, len: usize },
+    Owned(Arc<Vec<u8>>),
+}
+
+impl WeightData {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            WeightData::Mapped { file, offset, len } => {
+                let info_bytes = file.raw_bytes();
+                &info_bytes[*offset..*offset + *len]
+            }
+            WeightData::Owned(v) => v,
+        }
+    }
+}
+
+/// Raw pointer shared across pool threads that write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr<T>(pub *mut T);
+// SAFETY: every user writes disjoint index ranges and the pool joins before the buffer is read.
+unsafe impl<T> Send for SyncPtr<T> {}
+unsafe impl<T> Sync for SyncPtr<T> {}
+
+#[derive(Clone)]
+pub struct Linear {
+    pub name: String,
+    pub ty: GgmlType,
+    /// Output features (rows of W).
+    pub rows: usize,
+    /// Input features (elements per row).
+    pub cols: usize,
+    pub data: WeightData,
+    pub bias: Option<Vec<f32>>,
+}
+
+impl Linear {
+    /// A 2-D tensor `[rows, cols]` (ggml dims `[cols, rows]`) from the file.
+    pub fn from_gguf(file: &Arc<Gguf>, info: &TensorInfo, bias: Option<Vec<f32>>) -> Result<Self> {
+        if info.dims.len() != 2 {
+            return Err(ModelError::Tensor {
+                name: info.name.clone(),
+                msg: format!("expected 2 dimensions, found {:?}", info.dims),
+            });
+        }
+        let (cols, rows) = (info.dims[0] as usize, info.dims[1] as usize);
+        if let Some(b) = &bias {
+            if b.len() != rows {
+                return Err(ModelError::Tensor {
+                    name: info.name.clone(),
+                    msg: format!("bias has {} elements for {rows} rows", b.len()),
+                });
+            }
+        }
+        Ok(Linear {
+            name: info.name.clone(),
+            ty: info.dtype,
+            rows,
+            cols,
+            data: WeightData::Mapped {
+                file: file.clone(),
+                offset: info.offset as usize,
+                len: info.n_bytes as usize,
+            },
+            bias,
+        })
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.data.bytes().len() / self.rows
+    }
+
+    /// The activation type the kernels pair with this weight type.
+    pub fn act_type(&self) -> GgmlType {
+        quant::vec_dot_type(self.ty)
+    }
+
+    /// Bytes of one quantized activation row.
+    pub fn act_row_bytes(&self) -> usize {
+        self.act_type().bytes_for(self.cols).expect("cols is a whole number of blocks")
+    }
+
+    /// One weight row dequantized into `out` (embedding lookup).
+    pub fn dequantize_row(&self, row: usize, out: &mut [f32]) -> Result<()> {
+        let rb = self.row_bytes();
+        let bytes = &self.data.bytes()[row * rb..(row + 1) * rb];
+        quant::dequantize(self.ty, bytes, out)?;
+        Ok(())
+    }
+
+    /// Quantize `n` activation rows `x: [n, cols]` into `qx` for [`Linear::forward_quantized`].
+    pub fn quantize_input(&self, pool: &ThreadPool, x: &[f32], n: usize, qx: &mut Vec<u8>) {
+        let act = self.act_type();
+        let arb = self.act_row_bytes();
+        qx.resize(n * arb, 0);
+        let cols = self.cols;
+        let dst = SyncPtr(qx.as_mut_ptr());
+        pool.run(|i, nt| {
+            for t in split_range(n, i, nt, 1) {
+                // SAFETY: each thread writes its own rows of qx.
+                let d = unsafe { std::slice::from_raw_parts_mut(dst.0.add(t * arb), arb) };
+                quant::quantize_activation(act, &x[t * cols..(t + 1) * cols], d);
+            }
+        });
+    }
+
+    /// `out[t, r] = dot(W[r], x[t]) + b[r]` for pre-quantized inputs; `out: [n, rows]`.
+    pub fn forward_quantized(&self, pool: &ThreadPool, qx: &[u8], n: usize, out: &mut [f32]) {
+        debug_assert!(out.len() >= n * self.rows);
+        let arb = self.act_row_bytes();
+        let rb = self.row_bytes();
+        let w = self.data.bytes();
+        let (rows, cols, ty) = (self.rows, self.cols, self.ty);
+        let dst = SyncPtr(out.as_mut_ptr());
+        let bias = self.bias.as_deref();
+        pool.run(|i, nt| {
+            let mut tile = [0f32; TOKEN_TILE];
+            for r in split_range(rows, i, nt, ROW_ALIGN) {
+                let wr = &w[r * rb..(r + 1) * rb];
+                let b = bias.map_or(0.0, |b| b[r]);
+                let mut t0 = 0;
+                while t0 < n {
+                    let m = (n - t0).min(TOKEN_TILE);
+                    quant::vec_dot_multi(ty, cols, wr, &qx[t0 * arb..(t0 + m) * arb], arb, &mut tile[..m]);
+                    for (j, v) in tile[..m].iter().enumerate() {
+                        // SAFETY: thread i owns rows r of its range for every token.
+                        unsafe { *dst.0.add((t0 + j) * rows + r) = v + b };
+                    }
+                    t0 += m;
+                }
+            }
+        });
+    }
+
+    /// Quantize and multiply: `out: [n, rows] = x: [n, cols] W^T + b`.
+    pub fn forward(&self, pool: &ThreadPool, x: &[f32], n: usize, qx: &mut Vec<u8>, out: &mut [f32]) {
+        self.quantize_input(pool, x, n, qx);
+        self.forward_quantized(pool, qx, n, out);
+    }
+}

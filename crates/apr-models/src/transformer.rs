@@ -1,0 +1,339 @@
+//! The decoder shared by qwen2 and llama: RMSNorm, GQA attention with RoPE over the KV cache,
+//! SwiGLU MLP. Numerics follow ggml's CPU path (f16 KV cache, f16 attention operands).
+//! Reference: llama.cpp src/models/qwen2.cpp and llama.cpp, HF modeling_qwen2.py.
+
+use std::sync::Arc;
+
+use apr_core::pool::{split_range, ThreadPool};
+use apr_core::quant;
+use apr_core::simd::dot_f16;
+use apr_formats::Gguf;
+use half::f16;
+
+use crate::arch::RopeStyle;
+use crate::linear::SyncPtr;
+use crate::{Config, KvCache, Linear, ModelError, Result};
+
+pub struct Layer {
+    pub input_layernorm: Vec<f32>,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub post_attention_layernorm: Vec<f32>,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+pub struct Model {
+    pub cfg: Config,
+    pub embed_tokens: Linear,
+    pub layers: Vec<Layer>,
+    pub norm: Vec<f32>,
+    pub lm_head: Linear,
+    pub file: Arc<Gguf>,
+}
+
+/// Buffers reused across forward calls (no allocation in the decode loop once sized).
+#[derive(Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    qx: Vec<u8>,
+    rope: Vec<(f32, f32)>,
+    /// Per-thread attention scores / probabilities.
+    att: Vec<f32>,
+    att16: Vec<f16>,
+    q16: Vec<f16>,
+    /// Logits of the requested rows, `[rows, n_vocab]`.
+    pub logits: Vec<f32>,
+}
+
+fn vec_f32(file: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
+    let info = file.tensor_info(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+    if info.n_elements() != n as u64 {
+        return Err(ModelError::Tensor {
+            name: name.to_string(),
+            msg: format!("expected {n} elements, found dims {:?}", info.dims),
+        });
+    }
+    let mut out = vec![0f32; n];
+    quant::dequantize(info.dtype, file.tensor_data(info), &mut out)?;
+    Ok(out)
+}
+
+fn linear(file: &Arc<Gguf>, name: &str, rows: usize, cols: usize, bias: bool) -> Result<Linear> {
+    let wname = format!("{name}.weight");
+    let info = file.tensor_info(&wname).ok_or_else(|| ModelError::MissingTensor(wname.clone()))?;
+    if info.dims.len() != 2 || info.dims[0] != cols as u64 || info.dims[1] != rows as u64 {
+        return Err(ModelError::Tensor {
+            name: wname,
+            msg: format!("expected shape [{rows}, {cols}], found ggml dims {:?}", info.dims),
+        });
+    }
+    let b = if bias { Some(vec_f32(file, &format!("{name}.bias"), rows)?) } else { None };
+    Linear::from_gguf(file, info, b)
+}
+
+impl Model {
+    pub fn from_gguf(file: Arc<Gguf>) -> Result<Self> {
+        let cfg = Config::from_gguf(&file)?;
+        let (d, ffn) = (cfg.hidden, cfg.ffn);
+        let bias = cfg.arch.qkv_bias;
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let p = |s: &str| format!("blk.{i}.{s}");
+            layers.push(Layer {
+                input_layernorm: vec_f32(&file, &p("attn_norm.weight"), d)?,
+                q_proj: linear(&file, &p("attn_q"), cfg.q_dim(), d, bias)?,
+                k_proj: linear(&file, &p("attn_k"), cfg.kv_dim(), d, bias)?,
+                v_proj: linear(&file, &p("attn_v"), cfg.kv_dim(), d, bias)?,
+                o_proj: linear(&file, &p("attn_output"), d, cfg.q_dim(), false)?,
+                post_attention_layernorm: vec_f32(&file, &p("ffn_norm.weight"), d)?,
+                gate_proj: linear(&file, &p("ffn_gate"), ffn, d, false)?,
+                up_proj: linear(&file, &p("ffn_up"), ffn, d, false)?,
+                down_proj: linear(&file, &p("ffn_down"), d, ffn, false)?,
+            });
+        }
+        let embed_tokens = linear(&file, "token_embd", cfg.n_vocab, d, false)?;
+        // Tied embeddings: without output.weight the embedding matrix is the LM head.
+        let lm_head = if file.tensor_info("output.weight").is_some() {
+            linear(&file, "output", cfg.n_vocab, d, false)?
+        } else {
+            embed_tokens.clone()
+        };
+        let norm = vec_f32(&file, "output_norm.weight", d)?;
+        Ok(Model { cfg, embed_tokens, layers, norm, lm_head, file })
+    }
+
+    /// Bytes of weights read per decoded token (all but the embedding table).
+    pub fn decode_weight_bytes(&self) -> usize {
+        let lin = |l: &Linear| l.data.bytes().len();
+        let per_layer: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                lin(&l.q_proj) + lin(&l.k_proj) + lin(&l.v_proj) + lin(&l.o_proj)
+                    + lin(&l.gate_proj) + lin(&l.up_proj) + lin(&l.down_proj)
+                    + 4 * (l.input_layernorm.len() + l.post_attention_layernorm.len())
+            })
+            .sum();
+        per_layer + lin(&self.lm_head) + 4 * self.norm.len()
+    }
+
+    /// Run `tokens` at positions `pos..pos+n`, writing them into the cache, and compute the
+    /// logits of the rows `logits_from..n` into `scratch.logits` (`[n - logits_from, n_vocab]`).
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        scratch: &mut Scratch,
+        tokens: &[u32],
+        pos: usize,
+        logits_from: usize,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let n = tokens.len();
+        if pos + n > cache.ctx {
+            return Err(ModelError::ContextFull { pos, n, ctx: cache.ctx });
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
+            return Err(ModelError::TokenOutOfRange { id, n_vocab: cfg.n_vocab });
+        }
+        let (d, qd, kvd, ffn) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn);
+        let s = scratch;
+        s.x.resize(n * d, 0.0);
+        s.h.resize(n * d, 0.0);
+        s.q.resize(n * qd, 0.0);
+        s.k.resize(n * kvd, 0.0);
+        s.v.resize(n * kvd, 0.0);
+        s.attn.resize(n * qd, 0.0);
+        s.o.resize(n * d, 0.0);
+        s.gate.resize(n * ffn, 0.0);
+        s.up.resize(n * ffn, 0.0);
+        let nt = pool.n_threads();
+        s.att.resize(nt * cache.ctx, 0.0);
+        s.att16.resize(nt * cache.ctx, f16::ZERO);
+        s.q16.resize(nt * cfg.head_dim, f16::ZERO);
+        for (t, &tok) in tokens.iter().enumerate() {
+            self.embed_tokens.dequantize_row(tok as usize, &mut s.x[t * d..(t + 1) * d])?;
+        }
+        rope_table(cfg, pos, n, &mut s.rope);
+
+        for (li, l) in self.layers.iter().enumerate() {
+            rms_norm(&s.x, &l.input_layernorm, cfg.rms_eps, d, &mut s.h);
+            // The three projections share one quantization of h when their types agree.
+            l.q_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.q); // [n, n_head * head_dim]
+            if l.k_proj.act_type() == l.q_proj.act_type() {
+                l.k_proj.forward_quantized(pool, &s.qx, n, &mut s.k); // [n, kv_dim]
+            } else {
+                l.k_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.k);
+            }
+            if l.v_proj.act_type() == l.k_proj.act_type() {
+                l.v_proj.forward_quantized(pool, &s.qx, n, &mut s.v); // [n, kv_dim]
+            } else {
+                l.v_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.v);
+            }
+            apply_rope(cfg, &s.rope, &mut s.q, cfg.n_head);
+            apply_rope(cfg, &s.rope, &mut s.k, cfg.n_kv_head);
+            store_kv(cfg, cache, li, pos, n, &s.k, &s.v);
+            attention(pool, cfg, cache, li, pos, n, s);
+            l.o_proj.forward(pool, &s.attn, n, &mut s.qx, &mut s.o); // [n, d]
+            add_assign(&mut s.x, &s.o);
+
+            rms_norm(&s.x, &l.post_attention_layernorm, cfg.rms_eps, d, &mut s.h);
+            l.gate_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.gate); // [n, ffn]
+            if l.up_proj.act_type() == l.gate_proj.act_type() {
+                l.up_proj.forward_quantized(pool, &s.qx, n, &mut s.up); // [n, ffn]
+            } else {
+                l.up_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.up);
+            }
+            swiglu(&mut s.gate, &s.up);
+            l.down_proj.forward(pool, &s.gate, n, &mut s.qx, &mut s.o); // [n, d]
+            add_assign(&mut s.x, &s.o);
+        }
+        let from = logits_from.min(n);
+        let m = n - from;
+        rms_norm(&s.x[from * d..], &self.norm, cfg.rms_eps, d, &mut s.h);
+        s.logits.resize(m * cfg.n_vocab, 0.0);
+        self.lm_head.forward(pool, &s.h[..m * d], m, &mut s.qx, &mut s.logits); // [m, n_vocab]
+        Ok(())
+    }
+}
+
+/// `out = x / sqrt(mean(x^2) + eps) * w` per row of `d` (sum of squares in f64 as ggml does).
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, d: usize, out: &mut [f32]) {
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let ss: f64 = xr.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let mean = (ss / d as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
+            *o = v * scale * g;
+        }
+    }
+}
+
+fn add_assign(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// `gate = silu(gate) * up`.
+fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// (cos, sin) per position and frequency, `[n][rope_dim / 2]`; theta advanced by repeated f32
+/// multiplication like ggml's rope cache.
+fn rope_table(cfg: &Config, pos: usize, n: usize, out: &mut Vec<(f32, f32)>) {
+    let half = cfg.rope_dim / 2;
+    let theta_scale = cfg.rope_theta.powf(-2.0 / cfg.rope_dim as f32);
+    out.clear();
+    for t in 0..n {
+        let mut theta = (pos + t) as f32;
+        for _ in 0..half {
+            out.push((theta.cos(), theta.sin()));
+            theta *= theta_scale;
+        }
+    }
+}
+
+/// Rotate each head of `x: [n, heads * head_dim]` in place.
+fn apply_rope(cfg: &Config, table: &[(f32, f32)], x: &mut [f32], heads: usize) {
+    let (hd, half) = (cfg.head_dim, cfg.rope_dim / 2);
+    for (t, row) in x.chunks_exact_mut(heads * hd).enumerate() {
+        let cs = &table[t * half..(t + 1) * half];
+        for head in row.chunks_exact_mut(hd) {
+            for (i, &(c, s)) in cs.iter().enumerate() {
+                let (a, b) = match cfg.arch.rope {
+                    RopeStyle::Neox => (i, i + half),
+                    RopeStyle::Normal => (2 * i, 2 * i + 1),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * c - x1 * s;
+                head[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+fn store_kv(cfg: &Config, cache: &mut KvCache, layer: usize, pos: usize, n: usize, k: &[f32], v: &[f32]) {
+    let (hd, kvd, ctx) = (cfg.head_dim, cfg.kv_dim(), cache.ctx);
+    for h in 0..cfg.n_kv_head {
+        let base = cache.head_offset(layer, h);
+        for t in 0..n {
+            let p = pos + t;
+            let src_k = &k[t * kvd + h * hd..t * kvd + (h + 1) * hd];
+            let src_v = &v[t * kvd + h * hd..t * kvd + (h + 1) * hd];
+            let dk = &mut cache.k[base + p * hd..base + (p + 1) * hd];
+            for (o, &x) in dk.iter_mut().zip(src_k) {
+                *o = f16::from_f32(x);
+            }
+            for (j, &x) in src_v.iter().enumerate() {
+                cache.v[base + j * ctx + p] = f16::from_f32(x);
+            }
+        }
+    }
+}
+
+/// Causal attention of the `n` new queries over the cache; writes `s.attn: [n, n_head * hd]`.
+fn attention(pool: &ThreadPool, cfg: &Config, cache: &KvCache, layer: usize, pos: usize, n: usize, s: &mut Scratch) {
+    let (hd, qd, ctx) = (cfg.head_dim, cfg.q_dim(), cache.ctx);
+    let group = cfg.n_head / cfg.n_kv_head;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let items = n * cfg.n_head;
+    let q = &s.q;
+    let out = SyncPtr(s.attn.as_mut_ptr());
+    let att = SyncPtr(s.att.as_mut_ptr());
+    let att16 = SyncPtr(s.att16.as_mut_ptr());
+    let q16 = SyncPtr(s.q16.as_mut_ptr());
+    pool.run(|ti, nt| {
+        // SAFETY: each thread uses its own slice of the per-thread buffers.
+        let (sc, p16, qh) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(att.0.add(ti * ctx), ctx),
+                std::slice::from_raw_parts_mut(att16.0.add(ti * ctx), ctx),
+                std::slice::from_raw_parts_mut(q16.0.add(ti * hd), hd),
+            )
+        };
+        for item in split_range(items, ti, nt, 1) {
+            let (t, h) = (item / cfg.n_head, item % cfg.n_head);
+            let base = cache.head_offset(layer, h / group);
+            let n_pos = pos + t + 1;
+            for (o, &x) in qh.iter_mut().zip(&q[t * qd + h * hd..t * qd + (h + 1) * hd]) {
+                *o = f16::from_f32(x);
+            }
+            let mut max = f32::NEG_INFINITY;
+            for (j, sj) in sc[..n_pos].iter_mut().enumerate() {
+                *sj = dot_f16(qh, &cache.k[base + j * hd..base + (j + 1) * hd]) * scale;
+                max = max.max(*sj);
+            }
+            let mut sum = 0f64;
+            for sj in sc[..n_pos].iter_mut() {
+                *sj = (*sj - max).exp();
+                sum += *sj as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            for (o, &sj) in p16[..n_pos].iter_mut().zip(&sc[..n_pos]) {
+                *o = f16::from_f32(sj * inv);
+            }
+            // SAFETY: item (t, h) owns its hd outputs.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(t * qd + h * hd), hd) };
+            for (j, o) in dst.iter_mut().enumerate() {
+                let vrow = &cache.v[base + j * ctx..base + j * ctx + n_pos];
+                *o = dot_f16(&p16[..n_pos], vrow);
+            }
+        }
+    });
+}
