@@ -1,1 +1,4 @@
-//! apr-eval
+//! apr-eval: perplexity (llama-perplexity's method) and llama-bench style speed figures.
+
+pub mod bench;
+pub mod perplexity;

@@ -1,0 +1,100 @@
+//! Perplexity exactly as llama-perplexity computes it: the text tokenized whole, cut into
+//! chunks of `ctx` tokens (tail dropped), each chunk run from an empty cache, and the NLL of
+//! the tokens predicted by positions ctx/2 .. ctx-2 averaged over all chunks.
+//! Reference: llama.cpp tools/perplexity/perplexity.cpp (`perplexity`).
+
+use apr_engine::{Engine, EngineError};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PerplexityResult {
+    pub ppl: f64,
+    pub ppl_sd: f64,
+    pub chunks: usize,
+    pub tokens_scored: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PerplexityError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the text has {n} tokens: at least 2 x ctx ({need}) are needed")]
+    TooShort { n: usize, need: usize },
+    #[error("--ctx must be at least 8, got {0}")]
+    BadCtx(usize),
+}
+
+/// log p(target) under `logits`, the log-sum-exp in f64 as llama.cpp does.
+pub fn log_prob(logits: &[f32], target: usize) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    (logits[target] - max) as f64 - sum.ln()
+}
+
+/// Run the evaluation; `progress(done, total, running_ppl)` after each chunk.
+pub fn perplexity(
+    engine: &Engine,
+    text: &str,
+    ctx: usize,
+    progress: &mut dyn FnMut(usize, usize, f64),
+) -> Result<PerplexityResult, PerplexityError> {
+    if ctx < 8 {
+        return Err(PerplexityError::BadCtx(ctx));
+    }
+    let mut ids = engine.tokenizer.encode(text).map_err(EngineError::from)?;
+    if engine.tokenizer.add_bos() {
+        if let Some(b) = engine.tokenizer.bos_id() {
+            ids.insert(0, b);
+        }
+    }
+    let n_chunks = ids.len() / ctx;
+    if n_chunks == 0 || ids.len() < 2 * ctx {
+        return Err(PerplexityError::TooShort { n: ids.len(), need: 2 * ctx });
+    }
+    let first = ctx / 2;
+    let n_vocab = engine.model.cfg.n_vocab;
+    let mut session = engine.session(ctx);
+    let (mut nll, mut nll2, mut count) = (0f64, 0f64, 0usize);
+    for c in 0..n_chunks {
+        let mut chunk = ids[c * ctx..(c + 1) * ctx].to_vec();
+        // llama-perplexity puts BOS at the start of every chunk when the model adds one.
+        if engine.tokenizer.add_bos() {
+            if let Some(b) = engine.tokenizer.bos_id() {
+                chunk[0] = b;
+            }
+        }
+        session.tokens.clear();
+        let e = session.engine;
+        e.model
+            .forward(&e.pool, &mut session.cache, &mut session.scratch, &chunk, 0, first)
+            .map_err(EngineError::from)?;
+        // Rows hold positions first..ctx; position p predicts token p + 1.
+        for p in first..ctx - 1 {
+            let row = &session.scratch.logits[(p - first) * n_vocab..(p - first + 1) * n_vocab];
+            let lp = -log_prob(row, chunk[p + 1] as usize);
+            nll += lp;
+            nll2 += lp * lp;
+            count += 1;
+        }
+        progress(c + 1, n_chunks, (nll / count as f64).exp());
+    }
+    let mean = nll / count as f64;
+    let var = nll2 / count as f64 - mean * mean;
+    let ppl = mean.exp();
+    let ppl_sd = if count > 1 && var > 0.0 { ppl * (var / (count - 1) as f64).sqrt() } else { 0.0 };
+    Ok(PerplexityResult { ppl, ppl_sd, chunks: n_chunks, tokens_scored: count })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_prob_is_log_softmax() {
+        let l = [1.0f32, 2.0, 3.0];
+        let z: f64 = l.iter().map(|&x| (x as f64).exp()).sum();
+        for (i, &x) in l.iter().enumerate() {
+            assert!((log_prob(&l, i) - ((x as f64) - z.ln())).abs() < 1e-6);
+        }
+    }
+}
