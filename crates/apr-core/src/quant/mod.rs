@@ -3,6 +3,22 @@
 
 use std::fmt;
 
+pub mod blocks;
+mod dequant;
+mod dot;
+#[cfg(target_arch = "x86_64")]
+mod dot_avx2;
+pub mod dot_ref;
+#[cfg(test)]
+mod dot_tests;
+mod error;
+mod quantize;
+
+pub use dequant::dequantize;
+pub use dot::{kernel_name, vec_dot, vec_dot_checked, vec_dot_multi, vec_dot_type, MAX_COLS};
+pub use error::QuantError;
+pub use quantize::{quantize_activation, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k};
+
 /// Elements in one k-quant super-block.
 pub const QK_K: usize = 256;
 /// Elements in one legacy (Q4_0 .. Q8_0) block.
@@ -39,17 +55,38 @@ const TYPES: &[(GgmlType, u32, &str, usize, usize)] = &[
     (GgmlType::Q8_0, 8, "Q8_0", QK, 2 + QK),
     (GgmlType::Q8_1, 9, "Q8_1", QK, 4 + QK),
     (GgmlType::Q2K, 10, "Q2_K", QK_K, QK_K / 16 + QK_K / 4 + 4),
-    (GgmlType::Q3K, 11, "Q3_K", QK_K, QK_K / 8 + QK_K / 4 + 12 + 2),
+    (
+        GgmlType::Q3K,
+        11,
+        "Q3_K",
+        QK_K,
+        QK_K / 8 + QK_K / 4 + 12 + 2,
+    ),
     (GgmlType::Q4K, 12, "Q4_K", QK_K, 4 + 12 + QK_K / 2),
-    (GgmlType::Q5K, 13, "Q5_K", QK_K, 4 + 12 + QK_K / 8 + QK_K / 2),
-    (GgmlType::Q6K, 14, "Q6_K", QK_K, QK_K / 2 + QK_K / 4 + QK_K / 16 + 2),
+    (
+        GgmlType::Q5K,
+        13,
+        "Q5_K",
+        QK_K,
+        4 + 12 + QK_K / 8 + QK_K / 2,
+    ),
+    (
+        GgmlType::Q6K,
+        14,
+        "Q6_K",
+        QK_K,
+        QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
+    ),
     (GgmlType::Q8K, 15, "Q8_K", QK_K, 4 + QK_K + 2 * QK_K / 16),
     (GgmlType::BF16, 30, "BF16", 1, 2),
 ];
 
 impl GgmlType {
     fn row(self) -> &'static (GgmlType, u32, &'static str, usize, usize) {
-        TYPES.iter().find(|r| r.0 == self).expect("every variant has a row")
+        TYPES
+            .iter()
+            .find(|r| r.0 == self)
+            .expect("every variant has a row")
     }
     /// The type with ggml id `id`, if we support it.
     pub fn from_id(id: u32) -> Option<Self> {
@@ -57,7 +94,10 @@ impl GgmlType {
     }
     /// The type named `name` (case-insensitive, `q4_k` = `Q4_K`).
     pub fn from_name(name: &str) -> Option<Self> {
-        TYPES.iter().find(|r| r.2.eq_ignore_ascii_case(name)).map(|r| r.0)
+        TYPES
+            .iter()
+            .find(|r| r.2.eq_ignore_ascii_case(name))
+            .map(|r| r.0)
     }
     pub fn id(self) -> u32 {
         self.row().1
@@ -75,7 +115,8 @@ impl GgmlType {
     }
     /// Bytes taken by `n` elements, or None when `n` is not a whole number of blocks.
     pub fn bytes_for(self, n: usize) -> Option<usize> {
-        (n % self.block_elems() == 0).then(|| n / self.block_elems() * self.block_bytes())
+        n.is_multiple_of(self.block_elems())
+            .then(|| n / self.block_elems() * self.block_bytes())
     }
 }
 
