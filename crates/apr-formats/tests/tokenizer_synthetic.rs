@@ -107,3 +107,11 @@ fn bad_metadata_gives_clear_errors() {
     .unwrap_err();
     assert!(e.to_string().contains("eos_token_id"), "{e}");
 }
+
+#[test]
+fn tokenizer_and_template_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    assert_send_sync::<apr_formats::ChatTemplate>();
+    assert_send_sync::<apr_formats::StreamDecoder>();
+}
