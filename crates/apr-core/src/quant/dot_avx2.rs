@@ -11,11 +11,22 @@ use std::arch::x86_64::*;
 /// Bytes of one Q8_K block.
 const Q8K_BYTES: usize = 292;
 
+/// The f16 at `p` as f32. Written as asm because LLVM otherwise folds the 2-byte load into a
+/// `vpinsrw` that merges into a live register (often an accumulator), a false dependency that
+/// serializes whole kernels; `vmovd` from a GPR zeroes the rest of the register.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f16_at_ptr(p: *const u8) -> f32 {
-    let h = (p as *const u16).read_unaligned();
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+    let h = (p as *const u16).read_unaligned() as u32;
+    let v: __m128;
+    std::arch::asm!(
+        "vmovd {v}, {h:e}",
+        "vcvtph2ps {v}, {v}",
+        h = in(reg) h,
+        v = out(xmm_reg) v,
+        options(pure, nomem, nostack, preserves_flags),
+    );
+    _mm_cvtss_f32(v)
 }
 
 #[inline]
