@@ -51,21 +51,39 @@ const ISA_SCALAR: u8 = 1;
 const ISA_AVX2: u8 = 2;
 static ISA: AtomicU8 = AtomicU8::new(ISA_UNKNOWN);
 
-/// Whether the AVX2 kernels may run (avx2 + fma + f16c), detected once.
+/// Whether the CPU has what the AVX2 kernels need (avx2 + fma + f16c).
+fn detect_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the AVX2 kernels run, detected once (or as set by [`force_scalar`]).
 fn has_avx2() -> bool {
     let mut isa = ISA.load(Ordering::Relaxed);
     if isa == ISA_UNKNOWN {
-        isa = ISA_SCALAR;
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-        {
-            isa = ISA_AVX2;
-        }
+        isa = if detect_avx2() { ISA_AVX2 } else { ISA_SCALAR };
         ISA.store(isa, Ordering::Relaxed);
     }
     isa == ISA_AVX2
+}
+
+/// Makes every later dot use the scalar reference (`true`) or the best detected kernels
+/// (`false`), process-wide; for A/B checks of the fast kernels on real models.
+pub fn force_scalar(on: bool) {
+    let isa = if !on && detect_avx2() {
+        ISA_AVX2
+    } else {
+        ISA_SCALAR
+    };
+    ISA.store(isa, Ordering::Relaxed);
 }
 
 /// The kernel family [`vec_dot`] uses on this CPU: `"avx2"` or `"scalar"`.
