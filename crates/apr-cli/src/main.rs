@@ -1,1 +1,51 @@
-fn main() {}
+//! `apr`: the command-line front end. Each subcommand is one file under cmd/ (clap args +
+//! `run`); the logic lives in the library crates.
+
+mod cmd;
+mod common;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "apr",
+    version,
+    about = "Run, serve, evaluate and improve code LLMs from one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Architecture, parameters, tensor table, quant mix, tokenizer and chat template
+    Inspect(cmd::inspect::Args),
+    /// Token ids of a text (special tokens written in it are parsed; no BOS unless the model asks)
+    Tokenize(cmd::tokenize::Args),
+    /// Generate text from a prompt
+    Run(cmd::run::Args),
+    /// Interactive multi-turn chat with the model's own template
+    Chat(cmd::chat::Args),
+    /// llama-bench style speed: pp512 and tg128
+    Bench(cmd::bench::Args),
+    /// Evaluations
+    #[command(subcommand)]
+    Eval(cmd::eval::EvalCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Eval(c) => cmd::eval::run(c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -23,7 +23,9 @@ pub fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
 /// Whether AVX2, FMA and F16C are present (cached by std's detection).
 #[cfg(target_arch = "x86_64")]
 pub fn has_avx2_f16c() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -76,10 +78,18 @@ mod tests {
     fn dot_f16_matches_reference() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for n in [1, 7, 8, 15, 16, 33, 64, 128, 1000] {
-            let a: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.random_range(-2.0..2.0))).collect();
-            let b: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.random_range(-2.0..2.0))).collect();
+            let a: Vec<f16> = (0..n)
+                .map(|_| f16::from_f32(rng.random_range(-2.0..2.0)))
+                .collect();
+            let b: Vec<f16> = (0..n)
+                .map(|_| f16::from_f32(rng.random_range(-2.0..2.0)))
+                .collect();
             let (x, y) = (dot_f16(&a, &b), dot_f16_ref(&a, &b));
-            let mag: f32 = a.iter().zip(&b).map(|(p, q)| (p.to_f32() * q.to_f32()).abs()).sum();
+            let mag: f32 = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| (p.to_f32() * q.to_f32()).abs())
+                .sum();
             assert!((x - y).abs() <= 1e-5 * mag.max(1.0), "n={n}: {x} vs {y}");
         }
     }

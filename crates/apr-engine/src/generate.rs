@@ -37,13 +37,24 @@ impl Engine {
             Some(_) => Some(ChatTemplate::from_gguf(&file)?),
             None => None,
         };
-        Ok(Engine { model, tokenizer, template, pool: ThreadPool::new(threads), file })
+        Ok(Engine {
+            model,
+            tokenizer,
+            template,
+            pool: ThreadPool::new(threads),
+            file,
+        })
     }
 
     /// A session with a context of `ctx` tokens (capped at the training context).
     pub fn session(&self, ctx: usize) -> Session<'_> {
         let ctx = ctx.min(self.model.cfg.ctx_train).max(1);
-        Session { engine: self, cache: KvCache::new(&self.model.cfg, ctx), scratch: Scratch::default(), tokens: Vec::new() }
+        Session {
+            engine: self,
+            cache: KvCache::new(&self.model.cfg, ctx),
+            scratch: Scratch::default(),
+            tokens: Vec::new(),
+        }
     }
 
     /// The chat template applied to one user turn, with the generation prompt.
@@ -121,9 +132,17 @@ impl Session<'_> {
             return Err(EngineError::EmptyPrompt);
         }
         if ids.len() > self.ctx() {
-            return Err(EngineError::PromptTooLong { n: ids.len(), ctx: self.ctx() });
+            return Err(EngineError::PromptTooLong {
+                n: ids.len(),
+                ctx: self.ctx(),
+            });
         }
-        let common = self.tokens.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        let common = self
+            .tokens
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count();
         // At least the last prompt token runs again so that its logits exist.
         let keep = common.min(ids.len() - 1);
         self.tokens.truncate(keep);
@@ -132,7 +151,14 @@ impl Session<'_> {
             let end = (start + PREFILL_BATCH).min(ids.len());
             let e = self.engine;
             let n = end - start;
-            e.model.forward(&e.pool, &mut self.cache, &mut self.scratch, &ids[start..end], start, n - 1)?;
+            e.model.forward(
+                &e.pool,
+                &mut self.cache,
+                &mut self.scratch,
+                &ids[start..end],
+                start,
+                n - 1,
+            )?;
             self.tokens.extend_from_slice(&ids[start..end]);
             start = end;
         }
@@ -143,13 +169,19 @@ impl Session<'_> {
     pub fn step(&mut self, id: u32) -> Result<&[f32]> {
         let e = self.engine;
         let pos = self.tokens.len();
-        e.model.forward(&e.pool, &mut self.cache, &mut self.scratch, &[id], pos, 0)?;
+        e.model
+            .forward(&e.pool, &mut self.cache, &mut self.scratch, &[id], pos, 0)?;
         self.tokens.push(id);
         Ok(&self.scratch.logits)
     }
 
     /// Generate after `prompt`, calling `on_text` with each piece of decoded text.
-    pub fn generate(&mut self, prompt: &[u32], opts: &GenOptions, on_text: &mut dyn FnMut(&str)) -> Result<GenOutput> {
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        opts: &GenOptions,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<GenOutput> {
         let tok = &self.engine.tokenizer;
         let t0 = Instant::now();
         let mut sampler = Sampler::new(opts.sampler.clone());
@@ -206,7 +238,11 @@ impl Session<'_> {
 
 /// Byte offset where the earliest stop string starts, if any occurs.
 fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
 }
 
 /// Length of the prefix of `text` that no stop string can still match into.
@@ -215,7 +251,10 @@ fn safe_emit_len(text: &str, stops: &[String]) -> usize {
     for s in stops.iter().filter(|s| !s.is_empty()) {
         // The longest suffix of text that is a proper prefix of s.
         for k in (1..s.len().min(text.len() + 1)).rev() {
-            if text.is_char_boundary(text.len() - k) && s.is_char_boundary(k) && text.ends_with(&s[..k]) {
+            if text.is_char_boundary(text.len() - k)
+                && s.is_char_boundary(k)
+                && text.ends_with(&s[..k])
+            {
                 safe = safe.min(text.len() - k);
                 break;
             }

@@ -10,7 +10,9 @@ pub fn models_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("APR_MODELS_DIR") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("apr").join("models")
 }
 
@@ -35,11 +37,16 @@ pub fn resolve_model(name: &str) -> Result<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             p.extension().is_some_and(|e| e == "gguf")
-                && p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.to_lowercase().starts_with(&lower))
+                && p.file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.to_lowercase().starts_with(&lower))
         })
         .collect();
     match matches.as_slice() {
         [one] => Ok(one.clone()),
-        _ => Err(EngineError::ModelNotFound { name: name.to_string(), dir: dir.display().to_string() }),
+        _ => Err(EngineError::ModelNotFound {
+            name: name.to_string(),
+            dir: dir.display().to_string(),
+        }),
     }
 }

@@ -22,7 +22,14 @@ pub struct SamplerConfig {
 impl Default for SamplerConfig {
     fn default() -> Self {
         // llama.cpp's defaults.
-        SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, seed: 0 }
+        SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -66,9 +73,15 @@ fn sort_desc(c: &mut [Candidate]) {
 }
 
 fn top_k(cfg: &SamplerConfig, c: &mut Vec<Candidate>, _: &[u32]) {
-    let k = if cfg.top_k == 0 { c.len() } else { cfg.top_k.min(c.len()) };
+    let k = if cfg.top_k == 0 {
+        c.len()
+    } else {
+        cfg.top_k.min(c.len())
+    };
     if k < c.len() {
-        c.select_nth_unstable_by(k - 1, |a, b| b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)));
+        c.select_nth_unstable_by(k - 1, |a, b| {
+            b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
+        });
         c.truncate(k);
     }
     sort_desc(c);
@@ -145,7 +158,11 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(cfg: SamplerConfig) -> Self {
         let rng = Rng::new(cfg.seed);
-        Sampler { cfg, rng, cands: Vec::new() }
+        Sampler {
+            cfg,
+            rng,
+            cands: Vec::new(),
+        }
     }
 
     /// Pick the next token from `logits` given the tokens so far.
@@ -153,14 +170,21 @@ impl Sampler {
         if self.cfg.temperature <= 0.0 {
             let mut c: Vec<Candidate> = Vec::new();
             if self.cfg.repeat_penalty != 1.0 {
-                c.extend(logits.iter().enumerate().map(|(i, &l)| Candidate { id: i as u32, logit: l }));
+                c.extend(logits.iter().enumerate().map(|(i, &l)| Candidate {
+                    id: i as u32,
+                    logit: l,
+                }));
                 repeat_penalty(&self.cfg, &mut c, history);
                 return argmax(c.iter().map(|x| x.logit));
             }
             return argmax(logits.iter().copied());
         }
         self.cands.clear();
-        self.cands.extend(logits.iter().enumerate().map(|(i, &l)| Candidate { id: i as u32, logit: l }));
+        self.cands
+            .extend(logits.iter().enumerate().map(|(i, &l)| Candidate {
+                id: i as u32,
+                logit: l,
+            }));
         for (_, step) in STEPS {
             step(&self.cfg, &mut self.cands, history);
         }
@@ -199,12 +223,22 @@ mod tests {
     use super::*;
 
     fn cfg() -> SamplerConfig {
-        SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: 1 }
+        SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            seed: 1,
+        }
     }
 
     #[test]
     fn greedy_takes_argmax() {
-        let mut s = Sampler::new(SamplerConfig { temperature: 0.0, ..cfg() });
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 0.0,
+            ..cfg()
+        });
         assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9], &[]), 1);
     }
 
@@ -227,12 +261,18 @@ mod tests {
             assert_eq!(s.sample(&logits, &[]), 1);
         }
         // min_p 0.5 keeps tokens with p >= 0.5 p_max: ids 1 and 3 only.
-        let mut s = Sampler::new(SamplerConfig { min_p: 0.5, ..cfg() });
+        let mut s = Sampler::new(SamplerConfig {
+            min_p: 0.5,
+            ..cfg()
+        });
         for _ in 0..50 {
             assert!([1, 3].contains(&s.sample(&logits, &[])));
         }
         // top_p 0.5: id 1 alone holds about half the mass (p = 0.51).
-        let mut s = Sampler::new(SamplerConfig { top_p: 0.5, ..cfg() });
+        let mut s = Sampler::new(SamplerConfig {
+            top_p: 0.5,
+            ..cfg()
+        });
         for _ in 0..50 {
             assert_eq!(s.sample(&logits, &[]), 1);
         }
@@ -249,7 +289,11 @@ mod tests {
 
     #[test]
     fn repeat_penalty_changes_greedy_choice() {
-        let mut s = Sampler::new(SamplerConfig { temperature: 0.0, repeat_penalty: 2.0, ..cfg() });
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 0.0,
+            repeat_penalty: 2.0,
+            ..cfg()
+        });
         assert_eq!(s.sample(&[1.0, 1.5], &[1]), 0);
     }
 }

@@ -28,16 +28,26 @@ pub struct BenchResult {
 fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
 /// Random token ids as llama-bench uses (any valid ids: speed does not depend on them).
 fn random_tokens(n: usize, n_vocab: usize, rng: &mut Rng) -> Vec<u32> {
-    (0..n).map(|_| (rng.next_u64() % n_vocab as u64) as u32).collect()
+    (0..n)
+        .map(|_| (rng.next_u64() % n_vocab as u64) as u32)
+        .collect()
 }
 
-pub fn bench(engine: &Engine, reps: usize, progress: &mut dyn FnMut(&str)) -> Result<BenchResult, EngineError> {
+pub fn bench(
+    engine: &Engine,
+    reps: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchResult, EngineError> {
     let n_vocab = engine.model.cfg.n_vocab;
     let mut rng = Rng::new(42);
     let mut session = engine.session(PP_TOKENS + TG_TOKENS);
@@ -62,7 +72,9 @@ pub fn bench(engine: &Engine, reps: usize, progress: &mut dyn FnMut(&str)) -> Re
         if r > 0 {
             pp.push(pp_s);
             tg.push(tg_s);
-            progress(&format!("rep {r}/{reps}: pp512 {pp_s:.1} t/s, tg128 {tg_s:.1} t/s"));
+            progress(&format!(
+                "rep {r}/{reps}: pp512 {pp_s:.1} t/s, tg128 {tg_s:.1} t/s"
+            ));
         }
     }
     let (pp_m, pp_sd) = mean_sd(&pp);

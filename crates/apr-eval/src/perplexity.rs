@@ -49,7 +49,10 @@ pub fn perplexity(
     }
     let n_chunks = ids.len() / ctx;
     if n_chunks == 0 || ids.len() < 2 * ctx {
-        return Err(PerplexityError::TooShort { n: ids.len(), need: 2 * ctx });
+        return Err(PerplexityError::TooShort {
+            n: ids.len(),
+            need: 2 * ctx,
+        });
     }
     let first = ctx / 2;
     let n_vocab = engine.model.cfg.n_vocab;
@@ -66,7 +69,14 @@ pub fn perplexity(
         session.tokens.clear();
         let e = session.engine;
         e.model
-            .forward(&e.pool, &mut session.cache, &mut session.scratch, &chunk, 0, first)
+            .forward(
+                &e.pool,
+                &mut session.cache,
+                &mut session.scratch,
+                &chunk,
+                0,
+                first,
+            )
             .map_err(EngineError::from)?;
         // Rows hold positions first..ctx; position p predicts token p + 1.
         for p in first..ctx - 1 {
@@ -81,8 +91,17 @@ pub fn perplexity(
     let mean = nll / count as f64;
     let var = nll2 / count as f64 - mean * mean;
     let ppl = mean.exp();
-    let ppl_sd = if count > 1 && var > 0.0 { ppl * (var / (count - 1) as f64).sqrt() } else { 0.0 };
-    Ok(PerplexityResult { ppl, ppl_sd, chunks: n_chunks, tokens_scored: count })
+    let ppl_sd = if count > 1 && var > 0.0 {
+        ppl * (var / (count - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    Ok(PerplexityResult {
+        ppl,
+        ppl_sd,
+        chunks: n_chunks,
+        tokens_scored: count,
+    })
 }
 
 #[cfg(test)]

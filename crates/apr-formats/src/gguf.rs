@@ -18,13 +18,21 @@ const MAX_ARRAY_DEPTH: u32 = 4;
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     #[error("cannot open {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("not a GGUF file (magic {0:02x?}, want \"GGUF\")")]
     BadMagic([u8; 4]),
     #[error("unsupported GGUF version {0} (supported: 2, 3)")]
     Version(u32),
     #[error("truncated GGUF file: {what} needs bytes {need}..{end} but the file has {len}")]
-    Truncated { what: String, need: u64, end: u64, len: u64 },
+    Truncated {
+        what: String,
+        need: u64,
+        end: u64,
+        len: u64,
+    },
     #[error("corrupt GGUF file: {0}")]
     Corrupt(String),
     #[error("metadata key {key}: {msg}")]
@@ -173,7 +181,9 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
-        let end = (self.pos as u64).checked_add(n).filter(|&e| e <= self.buf.len() as u64);
+        let end = (self.pos as u64)
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len() as u64);
         match end {
             Some(end) => {
                 let s = &self.buf[self.pos..end as usize];
@@ -189,7 +199,10 @@ impl<'a> Reader<'a> {
         }
     }
     fn arr<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
-        Ok(self.take(N as u64, what)?.try_into().expect("take returns N bytes"))
+        Ok(self
+            .take(N as u64, what)?
+            .try_into()
+            .expect("take returns N bytes"))
     }
     fn u32(&mut self, what: &str) -> Result<u32> {
         Ok(u32::from_le_bytes(self.arr(what)?))
@@ -250,7 +263,10 @@ impl Gguf {
     /// Open and memory-map a GGUF file; the header and tensor table are validated here.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; a file changed underneath us gives wrong values,
         // which every reader of mmapped model files accepts (llama.cpp does the same).
@@ -313,7 +329,9 @@ impl Gguf {
             let name = r.string(&format!("tensor #{i} name"))?;
             let n_dims = r.u32(&name)?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(GgufError::Corrupt(format!("tensor {name}: {n_dims} dimensions")));
+                return Err(GgufError::Corrupt(format!(
+                    "tensor {name}: {n_dims} dimensions"
+                )));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -327,7 +345,9 @@ impl Gguf {
             let n_elem = dims
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| GgufError::Corrupt(format!("tensor {name}: dims {dims:?} overflow")))?;
+                .ok_or_else(|| {
+                    GgufError::Corrupt(format!("tensor {name}: dims {dims:?} overflow"))
+                })?;
             if dims[0] % dtype.block_elems() as u64 != 0 {
                 return Err(GgufError::Corrupt(format!(
                     "tensor {name}: row length {} is not a multiple of the {dtype} block ({})",
@@ -343,7 +363,13 @@ impl Gguf {
                     "tensor {name}: offset {offset} not aligned to {alignment}"
                 )));
             }
-            tensors.push(TensorInfo { name, dims, dtype, offset, n_bytes });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                dtype,
+                offset,
+                n_bytes,
+            });
         }
         let data_offset = (r.pos as u64).div_ceil(alignment) * alignment;
         let len = buf.len() as u64;
@@ -356,7 +382,9 @@ impl Gguf {
                     return Err(GgufError::Truncated {
                         what: format!("tensor {}", t.name),
                         need: data_offset.saturating_add(t.offset),
-                        end: data_offset.saturating_add(t.offset).saturating_add(t.n_bytes),
+                        end: data_offset
+                            .saturating_add(t.offset)
+                            .saturating_add(t.n_bytes),
                         len,
                     })
                 }
@@ -365,10 +393,20 @@ impl Gguf {
         let mut seen = std::collections::HashSet::new();
         for t in &tensors {
             if !seen.insert(t.name.as_str()) {
-                return Err(GgufError::Corrupt(format!("tensor {} appears twice", t.name)));
+                return Err(GgufError::Corrupt(format!(
+                    "tensor {} appears twice",
+                    t.name
+                )));
             }
         }
-        Ok(Gguf { version, metadata, tensors, alignment, data_offset, backing })
+        Ok(Gguf {
+            version,
+            metadata,
+            tensors,
+            alignment,
+            data_offset,
+            backing,
+        })
     }
 
     /// The whole file image.
@@ -393,40 +431,65 @@ impl Gguf {
     }
 
     fn meta_err(key: &str, msg: impl Into<String>) -> GgufError {
-        GgufError::Metadata { key: key.to_string(), msg: msg.into() }
+        GgufError::Metadata {
+            key: key.to_string(),
+            msg: msg.into(),
+        }
     }
 
     pub fn get_str(&self, key: &str) -> Result<&str> {
-        let v = self.get(key).ok_or_else(|| Self::meta_err(key, "missing"))?;
-        v.as_str().ok_or_else(|| Self::meta_err(key, format!("expected a string, got {}", v.type_name())))
+        let v = self
+            .get(key)
+            .ok_or_else(|| Self::meta_err(key, "missing"))?;
+        v.as_str()
+            .ok_or_else(|| Self::meta_err(key, format!("expected a string, got {}", v.type_name())))
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64> {
-        let v = self.get(key).ok_or_else(|| Self::meta_err(key, "missing"))?;
+        let v = self
+            .get(key)
+            .ok_or_else(|| Self::meta_err(key, "missing"))?;
         v.as_u64()
             .ok_or_else(|| Self::meta_err(key, format!("expected an unsigned integer, got {v:?}")))
     }
 
     pub fn get_f64(&self, key: &str) -> Result<f64> {
-        let v = self.get(key).ok_or_else(|| Self::meta_err(key, "missing"))?;
-        v.as_f64().ok_or_else(|| Self::meta_err(key, format!("expected a number, got {v:?}")))
+        let v = self
+            .get(key)
+            .ok_or_else(|| Self::meta_err(key, "missing"))?;
+        v.as_f64()
+            .ok_or_else(|| Self::meta_err(key, format!("expected a number, got {v:?}")))
     }
 
     /// A string array (tokenizer tokens, merges).
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
-        let v = self.get(key).ok_or_else(|| Self::meta_err(key, "missing"))?;
-        let a = v.as_array().ok_or_else(|| Self::meta_err(key, "expected an array"))?;
+        let v = self
+            .get(key)
+            .ok_or_else(|| Self::meta_err(key, "missing"))?;
+        let a = v
+            .as_array()
+            .ok_or_else(|| Self::meta_err(key, "expected an array"))?;
         a.iter()
-            .map(|e| e.as_str().ok_or_else(|| Self::meta_err(key, "expected an array of strings")))
+            .map(|e| {
+                e.as_str()
+                    .ok_or_else(|| Self::meta_err(key, "expected an array of strings"))
+            })
             .collect()
     }
 
     /// An integer array (token types).
     pub fn get_i64_array(&self, key: &str) -> Result<Vec<i64>> {
-        let v = self.get(key).ok_or_else(|| Self::meta_err(key, "missing"))?;
-        let a = v.as_array().ok_or_else(|| Self::meta_err(key, "expected an array"))?;
+        let v = self
+            .get(key)
+            .ok_or_else(|| Self::meta_err(key, "missing"))?;
+        let a = v
+            .as_array()
+            .ok_or_else(|| Self::meta_err(key, "expected an array"))?;
         a.iter()
-            .map(|e| e.as_i64().ok_or_else(|| Self::meta_err(key, "expected an array of integers")))
+            .map(|e| {
+                e.as_i64()
+                    .ok_or_else(|| Self::meta_err(key, "expected an array of integers"))
+            })
             .collect()
     }
 
@@ -550,9 +613,17 @@ mod tests {
                 ("a.u64", Value::U64(1 << 40)),
                 ("a.i64", Value::I64(-(1 << 40))),
                 ("a.f64", Value::F64(2.25)),
-                ("a.arr", Value::Array(vec![Value::String("x".into()), Value::String("yz".into())])),
+                (
+                    "a.arr",
+                    Value::Array(vec![Value::String("x".into()), Value::String("yz".into())]),
+                ),
             ],
-            &[TensorOut { name: "w", dims: &[4, 2], type_id: 0, data: &data }],
+            &[TensorOut {
+                name: "w",
+                dims: &[4, 2],
+                type_id: 0,
+                data: &data,
+            }],
         )
     }
 

@@ -21,8 +21,16 @@ pub struct ArchSpec {
 
 /// One line per architecture.
 pub const ARCHITECTURES: &[ArchSpec] = &[
-    ArchSpec { name: "qwen2", rope: RopeStyle::Neox, qkv_bias: true },
-    ArchSpec { name: "llama", rope: RopeStyle::Normal, qkv_bias: false },
+    ArchSpec {
+        name: "qwen2",
+        rope: RopeStyle::Neox,
+        qkv_bias: true,
+    },
+    ArchSpec {
+        name: "llama",
+        rope: RopeStyle::Normal,
+        qkv_bias: false,
+    },
 ];
 
 pub fn lookup(name: &str) -> Option<&'static ArchSpec> {

@@ -57,7 +57,9 @@ impl Config {
             None => head_dim,
         };
         if rope_dim > head_dim || rope_dim % 2 != 0 || head_dim == 0 {
-            return Err(ModelError::Config(format!("rope dims {rope_dim} vs head dim {head_dim}")));
+            return Err(ModelError::Config(format!(
+                "rope dims {rope_dim} vs head dim {head_dim}"
+            )));
         }
         let opt_f = |k: &str, d: f64| -> Result<f64> {
             match g.get(&key(k)) {

@@ -16,7 +16,11 @@ const TOKEN_TILE: usize = 4;
 /// The bytes of a weight matrix: a view into the mapped file, or owned (repacked, converted).
 #[derive(Clone)]
 pub enum WeightData {
-    Mapped { file: Arc<Gguf>, offset: usize, len: usize },
+    Mapped {
+        file: Arc<Gguf>,
+        offset: usize,
+        len: usize,
+    },
     Owned(Arc<Vec<u8>>),
 }
 
@@ -38,6 +42,13 @@ pub(crate) struct SyncPtr<T>(pub *mut T);
 // SAFETY: every user writes disjoint index ranges and the pool joins before the buffer is read.
 unsafe impl<T> Send for SyncPtr<T> {}
 unsafe impl<T> Sync for SyncPtr<T> {}
+
+impl<T> SyncPtr<T> {
+    /// The pointer (a method, so closures capture the Sync wrapper, not the raw field).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
 
 #[derive(Clone)]
 pub struct Linear {
@@ -94,7 +105,9 @@ impl Linear {
 
     /// Bytes of one quantized activation row.
     pub fn act_row_bytes(&self) -> usize {
-        self.act_type().bytes_for(self.cols).expect("cols is a whole number of blocks")
+        self.act_type()
+            .bytes_for(self.cols)
+            .expect("cols is a whole number of blocks")
     }
 
     /// One weight row dequantized into `out` (embedding lookup).
@@ -115,8 +128,9 @@ impl Linear {
         pool.run(|i, nt| {
             for t in split_range(n, i, nt, 1) {
                 // SAFETY: each thread writes its own rows of qx.
-                let d = unsafe { std::slice::from_raw_parts_mut(dst.0.add(t * arb), arb) };
-                quant::quantize_activation(act, &x[t * cols..(t + 1) * cols], d);
+                let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(t * arb), arb) };
+                let r = quant::quantize_activation(act, &x[t * cols..(t + 1) * cols], d);
+                debug_assert!(r.is_ok(), "activation row sizes are fixed at load");
             }
         });
     }
@@ -138,10 +152,13 @@ impl Linear {
                 let mut t0 = 0;
                 while t0 < n {
                     let m = (n - t0).min(TOKEN_TILE);
-                    quant::vec_dot_multi(ty, cols, wr, &qx[t0 * arb..(t0 + m) * arb], arb, &mut tile[..m]);
+                    let xs: [&[u8]; TOKEN_TILE] = std::array::from_fn(|j| {
+                        &qx[(t0 + j.min(m - 1)) * arb..(t0 + j.min(m - 1) + 1) * arb]
+                    });
+                    quant::vec_dot_multi(ty, cols, wr, &xs[..m], &mut tile[..m]);
                     for (j, v) in tile[..m].iter().enumerate() {
                         // SAFETY: thread i owns rows r of its range for every token.
-                        unsafe { *dst.0.add((t0 + j) * rows + r) = v + b };
+                        unsafe { *dst.get().add((t0 + j) * rows + r) = v + b };
                     }
                     t0 += m;
                 }
@@ -150,7 +167,14 @@ impl Linear {
     }
 
     /// Quantize and multiply: `out: [n, rows] = x: [n, cols] W^T + b`.
-    pub fn forward(&self, pool: &ThreadPool, x: &[f32], n: usize, qx: &mut Vec<u8>, out: &mut [f32]) {
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        n: usize,
+        qx: &mut Vec<u8>,
+        out: &mut [f32],
+    ) {
         self.quantize_input(pool, x, n, qx);
         self.forward_quantized(pool, qx, n, out);
     }

@@ -58,7 +58,9 @@ pub struct Scratch {
 }
 
 fn vec_f32(file: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
-    let info = file.tensor_info(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+    let info = file
+        .tensor_info(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
     if info.n_elements() != n as u64 {
         return Err(ModelError::Tensor {
             name: name.to_string(),
@@ -72,14 +74,23 @@ fn vec_f32(file: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
 
 fn linear(file: &Arc<Gguf>, name: &str, rows: usize, cols: usize, bias: bool) -> Result<Linear> {
     let wname = format!("{name}.weight");
-    let info = file.tensor_info(&wname).ok_or_else(|| ModelError::MissingTensor(wname.clone()))?;
+    let info = file
+        .tensor_info(&wname)
+        .ok_or_else(|| ModelError::MissingTensor(wname.clone()))?;
     if info.dims.len() != 2 || info.dims[0] != cols as u64 || info.dims[1] != rows as u64 {
         return Err(ModelError::Tensor {
             name: wname,
-            msg: format!("expected shape [{rows}, {cols}], found ggml dims {:?}", info.dims),
+            msg: format!(
+                "expected shape [{rows}, {cols}], found ggml dims {:?}",
+                info.dims
+            ),
         });
     }
-    let b = if bias { Some(vec_f32(file, &format!("{name}.bias"), rows)?) } else { None };
+    let b = if bias {
+        Some(vec_f32(file, &format!("{name}.bias"), rows)?)
+    } else {
+        None
+    };
     Linear::from_gguf(file, info, b)
 }
 
@@ -111,7 +122,14 @@ impl Model {
             embed_tokens.clone()
         };
         let norm = vec_f32(&file, "output_norm.weight", d)?;
-        Ok(Model { cfg, embed_tokens, layers, norm, lm_head, file })
+        Ok(Model {
+            cfg,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            file,
+        })
     }
 
     /// Bytes of weights read per decoded token (all but the embedding table).
@@ -121,8 +139,13 @@ impl Model {
             .layers
             .iter()
             .map(|l| {
-                lin(&l.q_proj) + lin(&l.k_proj) + lin(&l.v_proj) + lin(&l.o_proj)
-                    + lin(&l.gate_proj) + lin(&l.up_proj) + lin(&l.down_proj)
+                lin(&l.q_proj)
+                    + lin(&l.k_proj)
+                    + lin(&l.v_proj)
+                    + lin(&l.o_proj)
+                    + lin(&l.gate_proj)
+                    + lin(&l.up_proj)
+                    + lin(&l.down_proj)
                     + 4 * (l.input_layernorm.len() + l.post_attention_layernorm.len())
             })
             .sum();
@@ -143,10 +166,17 @@ impl Model {
         let cfg = &self.cfg;
         let n = tokens.len();
         if pos + n > cache.ctx {
-            return Err(ModelError::ContextFull { pos, n, ctx: cache.ctx });
+            return Err(ModelError::ContextFull {
+                pos,
+                n,
+                ctx: cache.ctx,
+            });
         }
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
-            return Err(ModelError::TokenOutOfRange { id, n_vocab: cfg.n_vocab });
+            return Err(ModelError::TokenOutOfRange {
+                id,
+                n_vocab: cfg.n_vocab,
+            });
         }
         let (d, qd, kvd, ffn) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn);
         let s = scratch;
@@ -164,7 +194,8 @@ impl Model {
         s.att16.resize(nt * cache.ctx, f16::ZERO);
         s.q16.resize(nt * cfg.head_dim, f16::ZERO);
         for (t, &tok) in tokens.iter().enumerate() {
-            self.embed_tokens.dequantize_row(tok as usize, &mut s.x[t * d..(t + 1) * d])?;
+            self.embed_tokens
+                .dequantize_row(tok as usize, &mut s.x[t * d..(t + 1) * d])?;
         }
         rope_table(cfg, pos, n, &mut s.rope);
 
@@ -204,7 +235,8 @@ impl Model {
         let m = n - from;
         rms_norm(&s.x[from * d..], &self.norm, cfg.rms_eps, d, &mut s.h);
         s.logits.resize(m * cfg.n_vocab, 0.0);
-        self.lm_head.forward(pool, &s.h[..m * d], m, &mut s.qx, &mut s.logits); // [m, n_vocab]
+        self.lm_head
+            .forward(pool, &s.h[..m * d], m, &mut s.qx, &mut s.logits); // [m, n_vocab]
         Ok(())
     }
 }
@@ -268,7 +300,15 @@ fn apply_rope(cfg: &Config, table: &[(f32, f32)], x: &mut [f32], heads: usize) {
     }
 }
 
-fn store_kv(cfg: &Config, cache: &mut KvCache, layer: usize, pos: usize, n: usize, k: &[f32], v: &[f32]) {
+fn store_kv(
+    cfg: &Config,
+    cache: &mut KvCache,
+    layer: usize,
+    pos: usize,
+    n: usize,
+    k: &[f32],
+    v: &[f32],
+) {
     let (hd, kvd, ctx) = (cfg.head_dim, cfg.kv_dim(), cache.ctx);
     for h in 0..cfg.n_kv_head {
         let base = cache.head_offset(layer, h);
@@ -288,7 +328,15 @@ fn store_kv(cfg: &Config, cache: &mut KvCache, layer: usize, pos: usize, n: usiz
 }
 
 /// Causal attention of the `n` new queries over the cache; writes `s.attn: [n, n_head * hd]`.
-fn attention(pool: &ThreadPool, cfg: &Config, cache: &KvCache, layer: usize, pos: usize, n: usize, s: &mut Scratch) {
+fn attention(
+    pool: &ThreadPool,
+    cfg: &Config,
+    cache: &KvCache,
+    layer: usize,
+    pos: usize,
+    n: usize,
+    s: &mut Scratch,
+) {
     let (hd, qd, ctx) = (cfg.head_dim, cfg.q_dim(), cache.ctx);
     let group = cfg.n_head / cfg.n_kv_head;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -302,16 +350,19 @@ fn attention(pool: &ThreadPool, cfg: &Config, cache: &KvCache, layer: usize, pos
         // SAFETY: each thread uses its own slice of the per-thread buffers.
         let (sc, p16, qh) = unsafe {
             (
-                std::slice::from_raw_parts_mut(att.0.add(ti * ctx), ctx),
-                std::slice::from_raw_parts_mut(att16.0.add(ti * ctx), ctx),
-                std::slice::from_raw_parts_mut(q16.0.add(ti * hd), hd),
+                std::slice::from_raw_parts_mut(att.get().add(ti * ctx), ctx),
+                std::slice::from_raw_parts_mut(att16.get().add(ti * ctx), ctx),
+                std::slice::from_raw_parts_mut(q16.get().add(ti * hd), hd),
             )
         };
         for item in split_range(items, ti, nt, 1) {
             let (t, h) = (item / cfg.n_head, item % cfg.n_head);
             let base = cache.head_offset(layer, h / group);
             let n_pos = pos + t + 1;
-            for (o, &x) in qh.iter_mut().zip(&q[t * qd + h * hd..t * qd + (h + 1) * hd]) {
+            for (o, &x) in qh
+                .iter_mut()
+                .zip(&q[t * qd + h * hd..t * qd + (h + 1) * hd])
+            {
                 *o = f16::from_f32(x);
             }
             let mut max = f32::NEG_INFINITY;
@@ -329,7 +380,7 @@ fn attention(pool: &ThreadPool, cfg: &Config, cache: &KvCache, layer: usize, pos
                 *o = f16::from_f32(sj * inv);
             }
             // SAFETY: item (t, h) owns its hd outputs.
-            let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(t * qd + h * hd), hd) };
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * qd + h * hd), hd) };
             for (j, o) in dst.iter_mut().enumerate() {
                 let vrow = &cache.v[base + j * ctx..base + j * ctx + n_pos];
                 *o = dot_f16(&p16[..n_pos], vrow);

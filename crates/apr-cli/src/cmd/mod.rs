@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod chat;
+pub mod eval;
+pub mod inspect;
+pub mod run;
+pub mod tokenize;

@@ -1,0 +1,142 @@
+//! Arguments and helpers shared by several subcommands.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use apr_engine::{resolve_model, Engine, SamplerConfig};
+use clap::Args;
+
+/// Seed value that asks for a fresh random seed.
+pub const RANDOM_SEED: u64 = u64::MAX;
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// GGUF file, or a model name in the cache ($APR_MODELS_DIR, default ~/.cache/apr/models)
+    pub model: String,
+    /// Threads (default: all cores)
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn path(&self) -> Result<PathBuf> {
+        Ok(resolve_model(&self.model)?)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads.filter(|&t| t > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    pub fn load(&self) -> Result<Engine> {
+        let path = self.path()?;
+        let t = std::time::Instant::now();
+        let e = Engine::load(&path, self.threads())
+            .with_context(|| format!("cannot load model {}", path.display()))?;
+        eprintln!(
+            "loaded {} ({} layers, {} threads, kernel {}) in {:.2}s",
+            path.display(),
+            e.model.cfg.n_layer,
+            e.pool.n_threads(),
+            apr_core::quant::kernel_name(),
+            t.elapsed().as_secs_f64()
+        );
+        Ok(e)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Sampling temperature; 0 = greedy
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep the K most likely tokens (0 = off)
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling mass (1.0 = off)
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens below this fraction of the top token's probability (0 = off)
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalty for tokens among the last 64 (1.0 = off)
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Random seed (default: a fresh one, printed on stderr)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Most tokens to generate
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens: usize,
+    /// Stop when this text is generated (repeatable)
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Context size in tokens
+    #[arg(long, default_value_t = apr_engine::generate::DEFAULT_CTX)]
+    pub ctx: usize,
+}
+
+impl SamplingArgs {
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(
+            self.temperature.is_finite() && self.temperature >= 0.0,
+            "--temperature must be >= 0"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.top_p),
+            "--top-p must be in [0, 1]"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.min_p),
+            "--min-p must be in [0, 1]"
+        );
+        anyhow::ensure!(
+            self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0,
+            "--repeat-penalty must be > 0"
+        );
+        anyhow::ensure!(self.ctx >= 1, "--ctx must be at least 1");
+        Ok(())
+    }
+
+    pub fn sampler(&self) -> SamplerConfig {
+        let seed = match self.seed {
+            Some(s) if s != RANDOM_SEED => s,
+            _ => {
+                let s = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
+                eprintln!("seed {s}");
+                s
+            }
+        };
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed,
+        }
+    }
+
+    pub fn gen_options(&self) -> apr_engine::GenOptions {
+        apr_engine::GenOptions {
+            max_tokens: self.max_tokens,
+            sampler: self.sampler(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+/// Print exactly one JSON object on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
