@@ -3,7 +3,7 @@
 //! Run: cargo bench -p apr-core --bench quant_dot [-- ROWS]
 
 use apr_core::quant::{
-    kernel_name, quantize_activation, vec_dot, vec_dot_multi, vec_dot_type, GgmlType,
+    gemv, kernel_name, quantize_activation, vec_dot, vec_dot_multi, vec_dot_type, GgmlType,
 };
 use std::time::Instant;
 
@@ -75,6 +75,13 @@ fn main() {
             }
         }
         let t1 = t.elapsed().as_secs_f64() / iters as f64;
+        let mut rows_out = vec![0f32; rows];
+        let t = Instant::now();
+        for _ in 0..iters {
+            gemv(ty, K, &w, xs[0], &mut rows_out).unwrap();
+            sink += rows_out[0];
+        }
+        let tg = t.elapsed().as_secs_f64() / iters as f64;
         let mut out = [0f32; 4];
         let t = Instant::now();
         for _ in 0..iters {
@@ -85,11 +92,12 @@ fn main() {
         }
         let t4 = t.elapsed().as_secs_f64() / iters as f64;
         println!(
-            "{:5} {:6.1} MB  1 col: {:6.2} GB/s {:6.2} Gelem/s   4 col: {:6.2} Gelem/s (x{:.2})  [{}]",
+            "{:5} {:6.1} MB  1 col: {:6.2} GB/s {:6.2} Gelem/s  gemv {:6.2} GB/s  4 col: {:6.2} Gelem/s (x{:.2})  [{}]",
             ty.name(),
             w.len() as f64 / 1e6,
             w.len() as f64 / t1 / 1e9,
             (rows * K) as f64 / t1 / 1e9,
+            w.len() as f64 / tg / 1e9,
             (4 * rows * K) as f64 / t4 / 1e9,
             4.0 * t1 / t4,
             sink.is_finite()

@@ -104,9 +104,36 @@ pub fn kernel_name() -> &'static str {
 /// out-of-bounds read.
 #[inline]
 pub fn vec_dot(w_ty: GgmlType, n: usize, w_row: &[u8], x_row: &[u8]) -> f32 {
-    let mut out = [0f32];
-    vec_dot_multi(w_ty, n, w_row, &[x_row], &mut out);
-    out[0]
+    let (units, be, wb) = whole_units(w_ty, n, w_row, &[x_row]);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        let mut out = [0f32];
+        // One "row" of units * wb bytes (at least 1 so chunking is defined when units = 0).
+        if avx2_rows(w_ty, units, w_row, (units * wb).max(1), x_row, &mut out) {
+            return out[0];
+        }
+    }
+    reference_fn(w_ty)(units * be, w_row, x_row)
+}
+
+/// Units (blocks, or elements for float types) that every row holds whole, capped at `n`'s;
+/// also the elements and weight bytes per unit.
+#[inline]
+fn whole_units(w_ty: GgmlType, n: usize, w_row: &[u8], xs: &[&[u8]]) -> (usize, usize, usize) {
+    let x_ty = vec_dot_type(w_ty);
+    let be = w_ty.block_elems().max(x_ty.block_elems());
+    let wb = w_ty.block_bytes() * be / w_ty.block_elems();
+    let xb = x_ty.block_bytes() * be / x_ty.block_elems();
+    debug_assert!(
+        n.is_multiple_of(be),
+        "vec_dot: n = {n} is not whole {w_ty} blocks"
+    );
+    let mut units = (n / be).min(w_row.len() / wb);
+    for x in xs {
+        units = units.min(x.len() / xb);
+    }
+    debug_assert_eq!(units, n / be, "vec_dot: rows shorter than n = {n} ({w_ty})");
+    (units, be, wb)
 }
 
 /// [`vec_dot`] with every length checked, as a typed error.
@@ -128,26 +155,10 @@ pub fn vec_dot_checked(
 /// prefill path. Same preconditions as [`vec_dot`]; also `out.len() == xs.len()` (extra
 /// entries on either side are left alone). No allocation.
 pub fn vec_dot_multi(w_ty: GgmlType, n: usize, w_row: &[u8], xs: &[&[u8]], out: &mut [f32]) {
-    let x_ty = vec_dot_type(w_ty);
     let cols = xs.len().min(out.len());
     debug_assert_eq!(xs.len(), out.len());
     let (xs, out) = (&xs[..cols], &mut out[..cols]);
-    // Units are blocks for quantized types and elements for float ones (block of 1).
-    let be = w_ty.block_elems().max(x_ty.block_elems());
-    let (wb, xb) = (
-        w_ty.block_bytes() * be / w_ty.block_elems(),
-        x_ty.block_bytes() * be / x_ty.block_elems(),
-    );
-    debug_assert!(
-        n.is_multiple_of(be),
-        "vec_dot: n = {n} is not whole {w_ty} blocks"
-    );
-    let mut units = (n / be).min(w_row.len() / wb);
-    for x in xs {
-        units = units.min(x.len() / xb);
-    }
-    debug_assert_eq!(units, n / be, "vec_dot: rows shorter than n = {n} ({w_ty})");
-
+    let (units, be, _) = whole_units(w_ty, n, w_row, xs);
     #[cfg(target_arch = "x86_64")]
     if has_avx2() && avx2_cols(w_ty, units, w_row, xs, out) {
         return;
@@ -155,6 +166,62 @@ pub fn vec_dot_multi(w_ty: GgmlType, n: usize, w_row: &[u8], xs: &[&[u8]], out: 
     let f = reference_fn(w_ty);
     for (o, x) in out.iter_mut().zip(xs) {
         *o = f(units * be, w_row, x);
+    }
+}
+
+/// Matrix-vector product, the decode hot path: `out[r] = vec_dot(w_ty, n, row r, x_row)` for
+/// the `out.len()` rows stored back to back in `w_rows` (each `w_ty.bytes_for(n)` bytes).
+/// Lengths are checked once per call; the kernel is chosen once for all rows.
+pub fn gemv(
+    w_ty: GgmlType,
+    n: usize,
+    w_rows: &[u8],
+    x_row: &[u8],
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    const OP: &str = "gemv";
+    let x_ty = vec_dot_type(w_ty);
+    let rb = bytes_for(OP, w_ty, n)?;
+    check_len(OP, w_ty, "w_rows", w_rows.len(), rb * out.len())?;
+    check_len(OP, x_ty, "x_row", x_row.len(), bytes_for(OP, x_ty, n)?)?;
+    let units = n / w_ty.block_elems().max(x_ty.block_elems());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && avx2_rows(w_ty, units, w_rows, rb, x_row, out) {
+        return Ok(());
+    }
+    let f = reference_fn(w_ty);
+    for (o, w) in out.iter_mut().zip(w_rows.chunks_exact(rb)) {
+        *o = f(n, w, x_row);
+    }
+    Ok(())
+}
+
+/// `gemv` rows with kernel `$k::<1>`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! each_row {
+    ($k:ident, $units:expr, $w:expr, $rb:expr, $x:expr, $out:expr) => {{
+        let x = $x.as_ptr();
+        for (o, w) in $out.iter_mut().zip($w.chunks_exact($rb)) {
+            // SAFETY: avx2/fma/f16c are present and gemv checked both rows hold `units` blocks.
+            *o = unsafe { super::dot_avx2::$k::<1>($units, w.as_ptr(), [x]) }[0];
+        }
+        true
+    }};
+}
+
+/// The AVX2 `gemv` loop; false when `w_ty` has no AVX2 kernel.
+#[cfg(target_arch = "x86_64")]
+fn avx2_rows(w_ty: GgmlType, units: usize, w: &[u8], rb: usize, x: &[u8], out: &mut [f32]) -> bool {
+    match w_ty {
+        GgmlType::F32 => each_row!(dot_f32_f32, units, w, rb, x, out),
+        GgmlType::F16 => each_row!(dot_f16_f32, units, w, rb, x, out),
+        GgmlType::BF16 => each_row!(dot_bf16_f32, units, w, rb, x, out),
+        GgmlType::Q4_0 => each_row!(dot_q4_0_q8_0, units, w, rb, x, out),
+        GgmlType::Q5_0 => each_row!(dot_q5_0_q8_0, units, w, rb, x, out),
+        GgmlType::Q8_0 => each_row!(dot_q8_0_q8_0, units, w, rb, x, out),
+        GgmlType::Q4K => each_row!(dot_q4_k_q8_k, units, w, rb, x, out),
+        GgmlType::Q6K => each_row!(dot_q6_k_q8_k, units, w, rb, x, out),
+        _ => false,
     }
 }
 

@@ -216,3 +216,26 @@ fn short_rows_never_panic_or_overread() {
         }
     }
 }
+
+#[test]
+fn gemv_matches_vec_dot_and_checks_lengths() {
+    let mut rng = StdRng::seed_from_u64(16);
+    for ty in ALL {
+        let n = lengths(ty)[1];
+        let rows = 5;
+        let w: Vec<u8> = (0..rows)
+            .flat_map(|_| random_row(ty, n, &mut rng))
+            .collect();
+        let (_, x) = random_act(ty, n, &mut rng);
+        let mut out = vec![f32::NAN; rows];
+        gemv(ty, n, &w, &x, &mut out).unwrap();
+        let rb = w.len() / rows;
+        for (r, o) in out.iter().enumerate() {
+            let want = vec_dot(ty, n, &w[r * rb..(r + 1) * rb], &x);
+            assert_eq!(o.to_bits(), want.to_bits(), "{ty} row {r}");
+        }
+        assert!(gemv(ty, n, &w[1..], &x, &mut out).is_err());
+        assert!(gemv(ty, n, &w, &x[1..], &mut out).is_err());
+        assert!(gemv(ty, n, &w, &x, &mut out[1..]).is_err());
+    }
+}
