@@ -88,7 +88,7 @@ unsafe fn dot_i8_signed(ax: __m256i, x: __m256i, y: __m256i) -> __m256i {
 }
 
 /// Legacy weights against Q8_0 activations: `$unpack` turns the block at `$p` into 32 signed
-/// i8 values; `$wb` is the weight block size and `$qs` unused beyond documentation.
+/// i8 values; `$wb` is the weight block size in bytes.
 macro_rules! legacy_kernel {
     ($(#[$doc:meta])* $name:ident, $wb:expr, |$p:ident| $unpack:expr) => {
         $(#[$doc])*

@@ -38,6 +38,15 @@ fn q8(x: &[u8], qs: usize) -> impl Iterator<Item = i32> + '_ {
     x[qs..qs + QK].iter().map(|&q| q as i8 as i32)
 }
 
+/// The 32 signed values of a Q8_0/Q8_1 block as an array (no allocation).
+fn q8_arr(b: &[u8], qs: usize) -> [i32; QK] {
+    let mut v = [0i32; QK];
+    for (o, q) in v.iter_mut().zip(q8(b, qs)) {
+        *o = q;
+    }
+    v
+}
+
 /// Integer values of a legacy 32-block: low nibbles give elements 0..16, high 16..32,
 /// with bit 4 from `qh` when present.
 fn legacy_vals(qs: &[u8], qh: Option<u32>) -> [i32; QK] {
@@ -106,7 +115,7 @@ pub fn dot_q5_1_q8_1(n: usize, w: &[u8], x: &[u8]) -> f32 {
 pub fn dot_q8_0_q8_0(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let mut sum = 0f32;
     for (bw, bx) in w.chunks_exact(34).zip(x.chunks_exact(34)).take(n / QK) {
-        let v: Vec<i32> = q8(bw, Q8_0_QS).collect();
+        let v = q8_arr(bw, Q8_0_QS);
         sum += isum(&v, q8(bx, Q8_0_QS)) as f32 * (f16_at(bw, 0) * f16_at(bx, 0));
     }
     sum
@@ -278,7 +287,7 @@ pub fn dot_q6_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
 pub fn dot_q8_1_q8_0(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let mut sum = 0f32;
     for (bw, bx) in w.chunks_exact(36).zip(x.chunks_exact(34)).take(n / QK) {
-        let v: Vec<i32> = q8(bw, Q8_1_QS).collect();
+        let v = q8_arr(bw, Q8_1_QS);
         sum += isum(&v, q8(bx, Q8_0_QS)) as f32 * (f16_at(bw, 0) * f16_at(bx, 0));
     }
     sum

@@ -16,8 +16,8 @@ mod quantize;
 
 pub use dequant::dequantize;
 pub use dot::{
-    force_scalar, gemv, kernel_name, vec_dot, vec_dot_checked, vec_dot_multi, vec_dot_type,
-    MAX_COLS,
+    force_scalar, gemv, kernel_name, reference_fn, vec_dot, vec_dot_checked, vec_dot_multi,
+    vec_dot_type, RefFn, MAX_COLS,
 };
 pub use error::QuantError;
 pub use quantize::{quantize_activation, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k};
