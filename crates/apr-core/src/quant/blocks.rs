@@ -1,5 +1,6 @@
 //! Byte layouts of ggml blocks (offsets inside one block) and the small unpack helpers
-//! shared by dequantization and dot kernels. Reference: ggml/src/ggml-common.h.
+//! shared by dequantization and dot kernels (the helpers index fixed-size blocks and stay
+//! crate-private). Reference: ggml/src/ggml-common.h.
 
 /// Legacy block: 32 elements.
 pub const QK: usize = super::QK;
@@ -58,32 +59,32 @@ pub const Q8K_BSUMS: usize = 260;
 
 /// Reads the little-endian f16 at `off` as f32.
 #[inline(always)]
-pub fn f16_at(b: &[u8], off: usize) -> f32 {
+pub(crate) fn f16_at(b: &[u8], off: usize) -> f32 {
     half::f16::from_le_bytes([b[off], b[off + 1]]).to_f32()
 }
 
 /// Reads the little-endian f32 at `off`.
 #[inline(always)]
-pub fn f32_at(b: &[u8], off: usize) -> f32 {
+pub(crate) fn f32_at(b: &[u8], off: usize) -> f32 {
     f32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
 /// Reads the little-endian u32 at `off`.
 #[inline(always)]
-pub fn u32_at(b: &[u8], off: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
 /// Reads the little-endian i16 at `off`.
-#[inline(always)]
-pub fn i16_at(b: &[u8], off: usize) -> i16 {
+#[cfg(test)]
+pub(crate) fn i16_at(b: &[u8], off: usize) -> i16 {
     i16::from_le_bytes([b[off], b[off + 1]])
 }
 
 /// Q4_K / Q5_K: the 6-bit (scale, min) pair of sub-block `j` (0..8) from the 12 packed bytes
 /// (ggml's `get_scale_min_k4`).
 #[inline(always)]
-pub fn k4_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn k4_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -96,7 +97,7 @@ pub fn k4_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
 
 /// Q4_K / Q5_K: all 8 scales and 8 mins as one 16-byte array `[scales.., mins..]`.
 #[inline(always)]
-pub fn k4_unpack(q: &[u8]) -> [u8; 16] {
+pub(crate) fn k4_unpack(q: &[u8]) -> [u8; 16] {
     let mut out = [0u8; 16];
     for j in 0..8 {
         let (s, m) = k4_scale_min(j, q);
@@ -109,7 +110,7 @@ pub fn k4_unpack(q: &[u8]) -> [u8; 16] {
 /// Q4_K / Q5_K: the same `[scales.., mins..]` as [`k4_unpack`] by four word operations
 /// (the form the fast kernels use; tested equal to the byte-wise one).
 #[inline(always)]
-pub fn k4_unpack_words(q: &[u8]) -> [u8; 16] {
+pub(crate) fn k4_unpack_words(q: &[u8]) -> [u8; 16] {
     const KMASK1: u32 = 0x3f3f_3f3f;
     const KMASK2: u32 = 0x0f0f_0f0f;
     const KMASK3: u32 = 0x0303_0303;
@@ -129,7 +130,7 @@ pub fn k4_unpack_words(q: &[u8]) -> [u8; 16] {
 
 /// Q3_K: the 16 signed 6-bit scales (already minus 32) from the 12 packed bytes.
 #[inline(always)]
-pub fn q3k_scales(q: &[u8]) -> [i8; 16] {
+pub(crate) fn q3k_scales(q: &[u8]) -> [i8; 16] {
     let mut out = [0i8; 16];
     for (j, o) in out.iter_mut().enumerate() {
         // Low 4 bits: bytes 0..8 (nibble j/8); high 2 bits: bytes 8..12 (pair (j%4)).
