@@ -75,6 +75,9 @@ pub struct SamplingArgs {
     /// Stop when this text is generated (repeatable)
     #[arg(long)]
     pub stop: Vec<String>,
+    /// Report the N most likely tokens with log-probabilities at each step (JSON "logprobs")
+    #[arg(long, default_value_t = 0)]
+    pub logprobs: usize,
     /// Context size in tokens
     #[arg(long, default_value_t = apr_engine::generate::DEFAULT_CTX)]
     pub ctx: usize,
@@ -129,6 +132,7 @@ impl SamplingArgs {
             max_tokens: self.max_tokens,
             sampler: self.sampler(),
             stop: self.stop.clone(),
+            logprobs: self.logprobs,
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct GenOptions {
     pub max_tokens: usize,
     pub sampler: SamplerConfig,
     pub stop: Vec<String>,
+    /// Record the top-N log-probabilities at each step (0: none).
+    pub logprobs: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,8 @@ pub struct GenOutput {
     pub stop: StopReason,
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// Per step, the top-N `(id, log-probability)` pairs when asked for.
+    pub top_logprobs: Vec<Vec<(u32, f32)>>,
 }
 
 impl GenOutput {
@@ -193,11 +197,15 @@ impl Session<'_> {
         let mut emitted = 0usize;
         let mut dec = tok.stream_decoder();
         let mut stop = StopReason::Length;
+        let mut top_logprobs = Vec::new();
         let room = self.ctx() - self.tokens.len();
         let limit = opts.max_tokens.min(room + 1);
         while out.len() < limit {
             let id = sampler.sample(&logits, &self.tokens);
             out.push(id);
+            if opts.logprobs > 0 {
+                top_logprobs.push(top_log_probs(&logits, opts.logprobs));
+            }
             if tok.is_eog(id) {
                 stop = StopReason::Eos;
                 break;
@@ -232,8 +240,24 @@ impl Session<'_> {
             stop,
             prefill_secs,
             decode_secs: t1.elapsed().as_secs_f64(),
+            top_logprobs,
         })
     }
+}
+
+/// The `k` most likely tokens with their log-probabilities (log-sum-exp in f64).
+pub fn top_log_probs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = (logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>()).ln() as f32 + max;
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    let k = k.min(idx.len());
+    let cmp = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k, cmp);
+        idx.truncate(k);
+    }
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| (i, logits[i as usize] - lse)).collect()
 }
 
 /// Byte offset where the earliest stop string starts, if any occurs.

@@ -144,6 +144,22 @@ impl Linear {
         let (rows, cols, ty) = (self.rows, self.cols, self.ty);
         let dst = SyncPtr(out.as_mut_ptr());
         let bias = self.bias.as_deref();
+        if n == 1 {
+            // Decode: one matrix-vector product per thread over its rows.
+            pool.run(|i, nt| {
+                let rr = split_range(rows, i, nt, ROW_ALIGN);
+                // SAFETY: each thread writes only its own rows.
+                let o = unsafe { std::slice::from_raw_parts_mut(dst.get().add(rr.start), rr.len()) };
+                let r = quant::gemv(ty, cols, &w[rr.start * rb..rr.end * rb], &qx[..arb], o);
+                debug_assert!(r.is_ok(), "weight and activation sizes are fixed at load");
+                if let Some(b) = bias {
+                    for (v, bb) in o.iter_mut().zip(&b[rr]) {
+                        *v += bb;
+                    }
+                }
+            });
+            return;
+        }
         pool.run(|i, nt| {
             let mut tile = [0f32; TOKEN_TILE];
             for r in split_range(rows, i, nt, ROW_ALIGN) {

@@ -65,13 +65,17 @@ pub fn run(a: Args) -> Result<()> {
         out.stop.as_str()
     );
     if json {
-        print_json(&serde_json::json!({
+        let mut j = serde_json::json!({
             "text": out.text,
             "tokens": out.tokens,
             "prompt_tokens": out.prompt_tokens,
             "tok_s": out.tok_s(),
             "stop": out.stop.as_str(),
-        }))?;
+        });
+        if a.sampling.logprobs > 0 {
+            j["logprobs"] = serde_json::json!(out.top_logprobs);
+        }
+        print_json(&j)?;
     } else {
         println!();
     }
