@@ -34,6 +34,10 @@ impl ModelArgs {
 
     pub fn load(&self) -> Result<Engine> {
         let path = self.path()?;
+        // APR_KERNEL=scalar runs the reference kernels (A/B checks of the SIMD ones).
+        if std::env::var("APR_KERNEL").is_ok_and(|v| v == "scalar") {
+            apr_core::quant::force_scalar(true);
+        }
         let t = std::time::Instant::now();
         let e = Engine::load(&path, self.threads())
             .with_context(|| format!("cannot load model {}", path.display()))?;

@@ -20,6 +20,33 @@ pub fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
     dot_f16_ref(a, b)
 }
 
+/// `y[i] = f16(x[i] * v + y[i])`, one rounding to f32 then to f16 (ggml_vec_mad_f16).
+pub fn mad_f16(y: &mut [f16], x: &[f16], v: f32) {
+    debug_assert_eq!(y.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_f16c() {
+            // SAFETY: the features were detected at run time.
+            return unsafe { avx2::mad_f16(y, x, v) };
+        }
+    }
+    mad_f16_ref(y, x, v)
+}
+
+/// Scalar reference for [`mad_f16`].
+pub fn mad_f16_ref(y: &mut [f16], x: &[f16], v: f32) {
+    for (a, b) in y.iter_mut().zip(x) {
+        *a = f16::from_f32(b.to_f32().mul_add(v, a.to_f32()));
+    }
+}
+
+/// `y[i] = f16(y[i] * v)` (ggml_vec_scale_f16).
+pub fn scale_f16(y: &mut [f16], v: f32) {
+    for a in y.iter_mut() {
+        *a = f16::from_f32(a.to_f32() * v);
+    }
+}
+
 /// Whether AVX2, FMA and F16C are present (cached by std's detection).
 #[cfg(target_arch = "x86_64")]
 pub fn has_avx2_f16c() -> bool {
@@ -67,12 +94,52 @@ mod avx2 {
         }
         sum
     }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn mad_f16(y: &mut [f16], x: &[f16], v: f32) {
+        let n = y.len().min(x.len());
+        let (py, px) = (y.as_mut_ptr() as *mut __m128i, x.as_ptr() as *const __m128i);
+        let vv = _mm256_set1_ps(v);
+        let mut i = 0;
+        while i + 8 <= n {
+            let a = _mm256_cvtph_ps(_mm_loadu_si128(py.add(i / 8)));
+            let b = _mm256_cvtph_ps(_mm_loadu_si128(px.add(i / 8)));
+            let r = _mm256_fmadd_ps(b, vv, a);
+            _mm_storeu_si128(
+                py.add(i / 8),
+                _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r),
+            );
+            i += 8;
+        }
+        while i < n {
+            y[i] = f16::from_f32(x[i].to_f32().mul_add(v, y[i].to_f32()));
+            i += 1;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn mad_f16_matches_reference_bit_for_bit() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for n in [1, 8, 13, 64] {
+            let x: Vec<f16> = (0..n)
+                .map(|_| f16::from_f32(rng.random_range(-2.0..2.0)))
+                .collect();
+            let y0: Vec<f16> = (0..n)
+                .map(|_| f16::from_f32(rng.random_range(-2.0..2.0)))
+                .collect();
+            let v = rng.random_range(-1.5..1.5);
+            let (mut a, mut b) = (y0.clone(), y0.clone());
+            mad_f16(&mut a, &x, v);
+            mad_f16_ref(&mut b, &x, v);
+            assert_eq!(a, b, "n={n}");
+        }
+    }
 
     #[test]
     fn dot_f16_matches_reference() {

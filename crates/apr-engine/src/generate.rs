@@ -248,16 +248,27 @@ impl Session<'_> {
 /// The `k` most likely tokens with their log-probabilities (log-sum-exp in f64).
 pub fn top_log_probs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = (logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>()).ln() as f32 + max;
+    let lse = (logits
+        .iter()
+        .map(|&l| ((l - max) as f64).exp())
+        .sum::<f64>())
+    .ln() as f32
+        + max;
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
     let k = k.min(idx.len());
-    let cmp = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    let cmp = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
     if k < idx.len() {
         idx.select_nth_unstable_by(k, cmp);
         idx.truncate(k);
     }
     idx.sort_by(cmp);
-    idx.into_iter().map(|i| (i, logits[i as usize] - lse)).collect()
+    idx.into_iter()
+        .map(|i| (i, logits[i as usize] - lse))
+        .collect()
 }
 
 /// Byte offset where the earliest stop string starts, if any occurs.

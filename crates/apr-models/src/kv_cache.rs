@@ -1,6 +1,5 @@
 //! The key/value cache, preallocated for the whole context, f16 like llama.cpp's default.
-//! K is stored `[layer][kv_head][pos][head_dim]`, V transposed `[layer][kv_head][head_dim][pos]`
-//! so that both attention products read contiguous rows.
+//! K and V are stored `[layer][kv_head][pos][head_dim]`: attention reads contiguous rows.
 
 use half::f16;
 
@@ -26,7 +25,7 @@ impl KvCache {
         }
     }
 
-    /// Start of the `[pos][head_dim]` K block (or `[head_dim][pos]` V block) of one head.
+    /// Start of the `[pos][head_dim]` K (and V) block of one head.
     pub fn head_offset(&self, layer: usize, kv_head: usize) -> usize {
         (layer * self.n_kv_head + kv_head) * self.ctx * self.head_dim
     }

@@ -149,7 +149,8 @@ impl Linear {
             pool.run(|i, nt| {
                 let rr = split_range(rows, i, nt, ROW_ALIGN);
                 // SAFETY: each thread writes only its own rows.
-                let o = unsafe { std::slice::from_raw_parts_mut(dst.get().add(rr.start), rr.len()) };
+                let o =
+                    unsafe { std::slice::from_raw_parts_mut(dst.get().add(rr.start), rr.len()) };
                 let r = quant::gemv(ty, cols, &w[rr.start * rb..rr.end * rb], &qx[..arb], o);
                 debug_assert!(r.is_ok(), "weight and activation sizes are fixed at load");
                 if let Some(b) = bias {

@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use apr_core::pool::{split_range, ThreadPool};
 use apr_core::quant;
-use apr_core::simd::dot_f16;
+use apr_core::simd::{dot_f16, mad_f16, scale_f16};
 use apr_formats::Gguf;
 use half::f16;
 
 use crate::arch::RopeStyle;
 use crate::linear::SyncPtr;
 use crate::{Config, KvCache, Linear, ModelError, Result};
+
+/// Query batches at least this large take the f32 attention path (ggml's FA tile height).
+const F32_ATTENTION_MIN_BATCH: usize = 64;
 
 pub struct Layer {
     pub input_layernorm: Vec<f32>,
@@ -191,7 +194,7 @@ impl Model {
         s.up.resize(n * ffn, 0.0);
         let nt = pool.n_threads();
         s.att.resize(nt * cache.ctx, 0.0);
-        s.att16.resize(nt * cache.ctx, f16::ZERO);
+        s.att16.resize(nt * cache.ctx.max(cfg.head_dim), f16::ZERO);
         s.q16.resize(nt * cfg.head_dim, f16::ZERO);
         for (t, &tok) in tokens.iter().enumerate() {
             self.embed_tokens
@@ -309,25 +312,28 @@ fn store_kv(
     k: &[f32],
     v: &[f32],
 ) {
-    let (hd, kvd, ctx) = (cfg.head_dim, cfg.kv_dim(), cache.ctx);
+    let (hd, kvd) = (cfg.head_dim, cfg.kv_dim());
     for h in 0..cfg.n_kv_head {
         let base = cache.head_offset(layer, h);
         for t in 0..n {
             let p = pos + t;
-            let src_k = &k[t * kvd + h * hd..t * kvd + (h + 1) * hd];
-            let src_v = &v[t * kvd + h * hd..t * kvd + (h + 1) * hd];
-            let dk = &mut cache.k[base + p * hd..base + (p + 1) * hd];
-            for (o, &x) in dk.iter_mut().zip(src_k) {
+            let src = t * kvd + h * hd..t * kvd + (h + 1) * hd;
+            let dst = base + p * hd..base + (p + 1) * hd;
+            for (o, &x) in cache.k[dst.clone()].iter_mut().zip(&k[src.clone()]) {
                 *o = f16::from_f32(x);
             }
-            for (j, &x) in src_v.iter().enumerate() {
-                cache.v[base + j * ctx + p] = f16::from_f32(x);
+            for (o, &x) in cache.v[dst].iter_mut().zip(&v[src]) {
+                *o = f16::from_f32(x);
             }
         }
     }
 }
 
 /// Causal attention of the `n` new queries over the cache; writes `s.attn: [n, n_head * hd]`.
+/// Batches of at least [`F32_ATTENTION_MIN_BATCH`] queries use f32 operands and an exact
+/// softmax; smaller ones (decode) round q to f16 and accumulate V in f16 with an online
+/// softmax. Both mirror ggml's CPU flash-attention paths (tiled / one-chunk), so that greedy
+/// output matches llama.cpp's even where two tokens are nearly tied.
 fn attention(
     pool: &ThreadPool,
     cfg: &Config,
@@ -346,12 +352,13 @@ fn attention(
     let att = SyncPtr(s.att.as_mut_ptr());
     let att16 = SyncPtr(s.att16.as_mut_ptr());
     let q16 = SyncPtr(s.q16.as_mut_ptr());
+    let f32_path = n >= F32_ATTENTION_MIN_BATCH;
     pool.run(|ti, nt| {
         // SAFETY: each thread uses its own slice of the per-thread buffers.
-        let (sc, p16, qh) = unsafe {
+        let (sc, acc16, qh) = unsafe {
             (
                 std::slice::from_raw_parts_mut(att.get().add(ti * ctx), ctx),
-                std::slice::from_raw_parts_mut(att16.get().add(ti * ctx), ctx),
+                std::slice::from_raw_parts_mut(att16.get().add(ti * ctx), hd),
                 std::slice::from_raw_parts_mut(q16.get().add(ti * hd), hd),
             )
         };
@@ -359,31 +366,56 @@ fn attention(
             let (t, h) = (item / cfg.n_head, item % cfg.n_head);
             let base = cache.head_offset(layer, h / group);
             let n_pos = pos + t + 1;
-            for (o, &x) in qh
-                .iter_mut()
-                .zip(&q[t * qd + h * hd..t * qd + (h + 1) * hd])
-            {
-                *o = f16::from_f32(x);
-            }
-            let mut max = f32::NEG_INFINITY;
-            for (j, sj) in sc[..n_pos].iter_mut().enumerate() {
-                *sj = dot_f16(qh, &cache.k[base + j * hd..base + (j + 1) * hd]) * scale;
-                max = max.max(*sj);
-            }
-            let mut sum = 0f64;
-            for sj in sc[..n_pos].iter_mut() {
-                *sj = (*sj - max).exp();
-                sum += *sj as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            for (o, &sj) in p16[..n_pos].iter_mut().zip(&sc[..n_pos]) {
-                *o = f16::from_f32(sj * inv);
-            }
+            let qrow = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
             // SAFETY: item (t, h) owns its hd outputs.
             let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * qd + h * hd), hd) };
-            for (j, o) in dst.iter_mut().enumerate() {
-                let vrow = &cache.v[base + j * ctx..base + j * ctx + n_pos];
-                *o = dot_f16(&p16[..n_pos], vrow);
+            let krow = |j: usize| &cache.k[base + j * hd..base + (j + 1) * hd];
+            let vrow = |j: usize| &cache.v[base + j * hd..base + (j + 1) * hd];
+            if f32_path {
+                let mut max = f32::NEG_INFINITY;
+                for (j, sj) in sc[..n_pos].iter_mut().enumerate() {
+                    *sj = krow(j)
+                        .iter()
+                        .zip(qrow)
+                        .map(|(k, q)| k.to_f32() * q)
+                        .sum::<f32>()
+                        * scale;
+                    max = max.max(*sj);
+                }
+                let mut sum = 0f32;
+                dst.fill(0.0);
+                for (j, sj) in sc[..n_pos].iter().enumerate() {
+                    let p = (sj - max).exp();
+                    sum += p;
+                    for (o, v) in dst.iter_mut().zip(vrow(j)) {
+                        *o += p * v.to_f32();
+                    }
+                }
+                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                dst.iter_mut().for_each(|o| *o *= inv);
+            } else {
+                for (o, &x) in qh.iter_mut().zip(qrow) {
+                    *o = f16::from_f32(x);
+                }
+                acc16.fill(f16::ZERO);
+                let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+                for j in 0..n_pos {
+                    let sj = dot_f16(krow(j), qh) * scale;
+                    let (mut ms, mut vs) = (1.0f32, 1.0f32);
+                    if sj > m {
+                        ms = (m - sj).exp();
+                        m = sj;
+                        scale_f16(acc16, ms);
+                    } else {
+                        vs = (sj - m).exp();
+                    }
+                    mad_f16(acc16, vrow(j), vs);
+                    sum = sum * ms + vs;
+                }
+                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                for (o, a) in dst.iter_mut().zip(acc16.iter()) {
+                    *o = a.to_f32() * inv;
+                }
             }
         }
     });
