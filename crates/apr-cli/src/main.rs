@@ -35,6 +35,12 @@ enum Command {
 }
 
 fn main() {
+    // `apr inspect m | head` should end quietly, as other Unix tools do, not panic on EPIPE.
+    #[cfg(unix)]
+    // SAFETY: resetting a signal disposition to its default at start-up, before any threads.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
