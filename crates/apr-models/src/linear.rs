@@ -12,6 +12,9 @@ use crate::{ModelError, Result};
 const ROW_ALIGN: usize = 16;
 /// Activation rows dotted with one weight row per kernel call.
 const TOKEN_TILE: usize = 4;
+/// From this many activation rows on, threads split the rows of the batch and each runs the
+/// panel GEMM over all weight rows (the weights stay in the shared L3; no output sharing).
+const GEMM_MIN_TOKENS: usize = 16;
 
 /// The bytes of a weight matrix: a view into the mapped file, or owned (repacked, converted).
 #[derive(Clone)]
@@ -156,6 +159,26 @@ impl Linear {
                 if let Some(b) = bias {
                     for (v, bb) in o.iter_mut().zip(&b[rr]) {
                         *v += bb;
+                    }
+                }
+            });
+            return;
+        }
+        if n >= GEMM_MIN_TOKENS && quant::gemm_has_kernel(ty) {
+            pool.run(|i, nt| {
+                let tr = split_range(n, i, nt, 1);
+                // SAFETY: each thread writes only the output rows of its own tokens.
+                let o = unsafe {
+                    std::slice::from_raw_parts_mut(dst.get().add(tr.start * rows), tr.len() * rows)
+                };
+                let x = &qx[tr.start * arb..tr.end * arb];
+                let r = quant::gemm(ty, cols, w, rows, x, tr.len(), o, rows);
+                debug_assert!(r.is_ok(), "weight and activation sizes are fixed at load");
+                if let Some(b) = bias {
+                    for row in o.chunks_exact_mut(rows) {
+                        for (v, bb) in row.iter_mut().zip(b) {
+                            *v += bb;
+                        }
                     }
                 }
             });

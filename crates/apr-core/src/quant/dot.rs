@@ -66,7 +66,7 @@ fn detect_avx2() -> bool {
 }
 
 /// Whether the AVX2 kernels run, detected once (or as set by [`force_scalar`]).
-fn has_avx2() -> bool {
+pub(super) fn has_avx2() -> bool {
     let mut isa = ISA.load(Ordering::Relaxed);
     if isa == ISA_UNKNOWN {
         isa = if detect_avx2() { ISA_AVX2 } else { ISA_SCALAR };

@@ -16,7 +16,7 @@ const Q8K_BYTES: usize = 292;
 /// serializes whole kernels; `vmovd` from a GPR zeroes the rest of the register.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_at_ptr(p: *const u8) -> f32 {
+pub(super) unsafe fn f16_at_ptr(p: *const u8) -> f32 {
     let h = (p as *const u16).read_unaligned() as u32;
     let v: __m128;
     std::arch::asm!(
@@ -53,7 +53,7 @@ unsafe fn hsum_ps128(s: __m128) -> f32 {
 /// 16 packed bytes of nibbles -> 32 bytes: low nibbles in lane 0, high nibbles in lane 1.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn nibbles_32(p: *const u8) -> __m256i {
+pub(super) unsafe fn nibbles_32(p: *const u8) -> __m256i {
     let q = _mm_loadu_si128(p as *const __m128i);
     let m4 = _mm_set1_epi8(0x0F);
     let lo = _mm_and_si128(q, m4);
@@ -64,7 +64,7 @@ unsafe fn nibbles_32(p: *const u8) -> __m256i {
 /// The 32 bits of the u32 at `p` as 32 bytes: 0xFF where the bit is set, else 0.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn bits_to_bytes_32(p: *const u8) -> __m256i {
+pub(super) unsafe fn bits_to_bytes_32(p: *const u8) -> __m256i {
     let x = (p as *const u32).read_unaligned() as i32;
     // Byte j takes source byte j/8, then keeps only bit j%8 via an all-but-that-bit OR mask.
     let spread = _mm256_set_epi64x(

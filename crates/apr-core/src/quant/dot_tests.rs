@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// f16 and f32 fields (offset, is_f32, min, max) to overwrite with sane scales in a random block.
-fn scale_fields(ty: GgmlType) -> &'static [(usize, bool, f32, f32)] {
+pub(crate) fn scale_fields(ty: GgmlType) -> &'static [(usize, bool, f32, f32)] {
     use GgmlType::*;
     match ty {
         Q4_0 | Q5_0 | Q8_0 => &[(0, false, -0.05, 0.05)],
@@ -53,7 +53,7 @@ pub(crate) fn random_row(ty: GgmlType, n: usize, rng: &mut StdRng) -> Vec<u8> {
 }
 
 /// A random activation row quantized to `vec_dot_type(w)`, plus its f32 source.
-fn random_act(w: GgmlType, n: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<u8>) {
+pub(crate) fn random_act(w: GgmlType, n: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<u8>) {
     let x: Vec<f32> = (0..n).map(|_| rng.random_range(-4.0f32..4.0)).collect();
     let at = vec_dot_type(w);
     let mut q = vec![0u8; at.bytes_for(n).unwrap()];
@@ -67,7 +67,7 @@ fn dequant(ty: GgmlType, b: &[u8], n: usize) -> Vec<f32> {
     y
 }
 
-const ALL: [GgmlType; 15] = [
+pub(crate) const ALL: [GgmlType; 15] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,

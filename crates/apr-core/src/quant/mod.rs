@@ -12,6 +12,11 @@ pub mod dot_ref;
 #[cfg(test)]
 mod dot_tests;
 mod error;
+mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_avx2;
+#[cfg(test)]
+mod gemm_tests;
 mod quantize;
 
 pub use dequant::dequantize;
@@ -20,6 +25,7 @@ pub use dot::{
     vec_dot_type, RefFn, MAX_COLS,
 };
 pub use error::QuantError;
+pub use gemm::{gemm, gemm_has_kernel};
 pub use quantize::{quantize_activation, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k};
 
 /// Elements in one k-quant super-block.

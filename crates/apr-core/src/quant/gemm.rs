@@ -1,0 +1,158 @@
+//! Matrix-matrix product of quantized weights and quantized activations, the prefill hot
+//! path. On AVX2 the weights are unpacked one 8-row panel at a time and every activation row
+//! runs against the panel (see [`super::gemm_avx2`]); elsewhere, per-element reference dots.
+//! Reference: llamafile's tinyBLAS and ggml's repacked `gemm_*_8x8` (ggml-cpu/repack.cpp).
+
+use super::dot::{vec_dot, vec_dot_type};
+use super::error::{bytes_for, check_len};
+use super::{GgmlType, QuantError};
+
+/// Matrix-matrix product: `out[t * ldo + r] = vec_dot(w_ty, k, W[r], X[t])` for the `m` weight
+/// rows stored back to back in `w` and the `n` activation rows (of `vec_dot_type(w_ty)`) in
+/// `x`. Results equal `vec_dot`'s up to float summation order. Lengths are checked once.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    w_ty: GgmlType,
+    k: usize,
+    w: &[u8],
+    m: usize,
+    x: &[u8],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+) -> Result<(), QuantError> {
+    const OP: &str = "gemm";
+    let x_ty = vec_dot_type(w_ty);
+    let rb = bytes_for(OP, w_ty, k)?;
+    let xb = bytes_for(OP, x_ty, k)?;
+    check_len(OP, w_ty, "w", w.len(), rb * m)?;
+    check_len(OP, x_ty, "x", x.len(), xb * n)?;
+    let need = if n == 0 { 0 } else { (n - 1) * ldo + m };
+    if ldo < m || out.len() < need {
+        return Err(QuantError::Len {
+            op: OP,
+            ty: GgmlType::F32,
+            what: "out",
+            got: out.len(),
+            expected: need.max(n * m),
+        });
+    }
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if super::dot::has_avx2() {
+        done = avx2::gemm_panels(w_ty, k, w, rb, m, x, xb, n, out, ldo);
+    }
+    // Rows no panel kernel took (a partial panel, or a type without one).
+    for r in done..m {
+        let wr = &w[r * rb..(r + 1) * rb];
+        for t in 0..n {
+            out[t * ldo + r] = vec_dot(w_ty, k, wr, &x[t * xb..(t + 1) * xb]);
+        }
+    }
+    Ok(())
+}
+
+/// Whether [`gemm`] has a panel kernel for `w_ty` on this CPU (otherwise it still works, one
+/// dot at a time).
+pub fn gemm_has_kernel(w_ty: GgmlType) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if super::dot::has_avx2() {
+        return avx2::panel_bytes(w_ty, 0).is_some();
+    }
+    let _ = w_ty;
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::gemm_avx2 as k;
+    use super::GgmlType;
+
+    /// Bytes of one packed 8-row panel of `cols` elements; None when `ty` has no panel kernel.
+    pub fn panel_bytes(ty: GgmlType, cols: usize) -> Option<usize> {
+        Some(match ty {
+            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => cols / 32 * k::LEGACY_UNIT,
+            GgmlType::Q4K => cols / 256 * k::Q4K_UNIT,
+            GgmlType::Q6K => cols / 256 * k::Q6K_UNIT,
+            _ => return None,
+        })
+    }
+
+    /// Runs `$kern::<RN>` over all `n` activation rows, up to four at a time.
+    macro_rules! token_tiles {
+        ($kern:ident $(, $extra:expr)?; $nb:expr, $panel:expr, $x:expr, $xb:expr, $n:expr, $out:expr, $ldo:expr) => {{
+            let (nb, panel, x, xb, n, out, ldo): (usize, *const u8, *const u8, usize, usize, *mut f32, usize) =
+                ($nb, $panel, $x, $xb, $n, $out, $ldo);
+            let xp = |t: usize| x.add(t * xb);
+            let op = |t: usize| out.add(t * ldo);
+            let mut t = 0;
+            while t + 4 <= n {
+                k::$kern::<4 $(, $extra)?>(nb, panel, [xp(t), xp(t + 1), xp(t + 2), xp(t + 3)],
+                    [op(t), op(t + 1), op(t + 2), op(t + 3)]);
+                t += 4;
+            }
+            match n - t {
+                3 => k::$kern::<3 $(, $extra)?>(nb, panel, [xp(t), xp(t + 1), xp(t + 2)], [op(t), op(t + 1), op(t + 2)]),
+                2 => k::$kern::<2 $(, $extra)?>(nb, panel, [xp(t), xp(t + 1)], [op(t), op(t + 1)]),
+                1 => k::$kern::<1 $(, $extra)?>(nb, panel, [xp(t)], [op(t)]),
+                _ => {}
+            }
+        }};
+    }
+
+    /// Packs and runs every whole 8-row panel; returns the rows done (a multiple of 8, or 0
+    /// when `ty` has no panel kernel).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_panels(
+        ty: GgmlType,
+        cols: usize,
+        w: &[u8],
+        rb: usize,
+        m: usize,
+        x: &[u8],
+        xb: usize,
+        n: usize,
+        out: &mut [f32],
+        ldo: usize,
+    ) -> usize {
+        let Some(pb) = panel_bytes(ty, cols) else {
+            return 0;
+        };
+        let mut panel = vec![0u8; pb];
+        let panels = m / k::PANEL;
+        let (pp, xp, op) = (panel.as_mut_ptr(), x.as_ptr(), out.as_mut_ptr());
+        for p in 0..panels {
+            let wp = w[p * k::PANEL * rb..].as_ptr();
+            // SAFETY: avx2/fma/f16c are present (caller checked); gemm checked that w holds m
+            // rows of rb bytes and x n rows of xb bytes; the panel buffer holds pb bytes; out
+            // holds (n - 1) * ldo + m floats and this panel writes columns 8p..8p+8 < m.
+            unsafe {
+                let o = op.add(p * k::PANEL);
+                match ty {
+                    GgmlType::Q4_0 => {
+                        k::pack_q4_0(cols / 32, wp, rb, pp);
+                        token_tiles!(gemm_legacy, true; cols / 32, pp, xp, xb, n, o, ldo);
+                    }
+                    GgmlType::Q5_0 => {
+                        k::pack_q5_0(cols / 32, wp, rb, pp);
+                        token_tiles!(gemm_legacy, true; cols / 32, pp, xp, xb, n, o, ldo);
+                    }
+                    GgmlType::Q8_0 => {
+                        k::pack_q8_0(cols / 32, wp, rb, pp);
+                        token_tiles!(gemm_legacy, false; cols / 32, pp, xp, xb, n, o, ldo);
+                    }
+                    GgmlType::Q4K => {
+                        k::pack_q4_k(cols / 256, wp, rb, pp);
+                        token_tiles!(gemm_q4_k; cols / 256, pp, xp, xb, n, o, ldo);
+                    }
+                    GgmlType::Q6K => {
+                        k::pack_q6_k(cols / 256, wp, rb, pp);
+                        token_tiles!(gemm_q6_k; cols / 256, pp, xp, xb, n, o, ldo);
+                    }
+                    _ => unreachable!("panel_bytes covers the same types"),
+                }
+            }
+        }
+        panels * k::PANEL
+    }
+}
