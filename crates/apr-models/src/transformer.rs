@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use apr_core::pool::{split_range, ThreadPool};
 use apr_core::quant;
-use apr_core::simd::{dot_f16, mad_f16, scale_f16};
+use apr_core::simd::{axpy_f32, dot_f16, dot_f32, f16_to_f32, mad_f16, scale_f16};
 use apr_formats::Gguf;
 use half::f16;
 
@@ -56,6 +56,9 @@ pub struct Scratch {
     att: Vec<f32>,
     att16: Vec<f16>,
     q16: Vec<f16>,
+    /// f32 copies of the cached K and V rows for the batch attention path.
+    kf: Vec<f32>,
+    vf: Vec<f32>,
     /// Logits of the requested rows, `[rows, n_vocab]`.
     pub logits: Vec<f32>,
 }
@@ -353,6 +356,30 @@ fn attention(
     let att16 = SyncPtr(s.att16.as_mut_ptr());
     let q16 = SyncPtr(s.q16.as_mut_ptr());
     let f32_path = n >= F32_ATTENTION_MIN_BATCH;
+    let n_ctx = pos + n;
+    if f32_path {
+        // The batch path reads every cached row many times: convert the used rows once.
+        s.kf.resize(cfg.n_kv_head * ctx * hd, 0.0);
+        s.vf.resize(cfg.n_kv_head * ctx * hd, 0.0);
+        let (kp, vp) = (SyncPtr(s.kf.as_mut_ptr()), SyncPtr(s.vf.as_mut_ptr()));
+        pool.run(|ti, nt| {
+            for kvh in 0..cfg.n_kv_head {
+                let base = cache.head_offset(layer, kvh);
+                let rows = split_range(n_ctx, ti, nt, 16);
+                let (a, b) = (rows.start * hd, rows.end * hd);
+                // SAFETY: each thread converts its own rows of each head.
+                let (dk, dv) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(kp.get().add(kvh * ctx * hd + a), b - a),
+                        std::slice::from_raw_parts_mut(vp.get().add(kvh * ctx * hd + a), b - a),
+                    )
+                };
+                f16_to_f32(&cache.k[base + a..base + b], dk);
+                f16_to_f32(&cache.v[base + a..base + b], dv);
+            }
+        });
+    }
+    let (kf, vf) = (&s.kf, &s.vf);
     pool.run(|ti, nt| {
         // SAFETY: each thread uses its own slice of the per-thread buffers.
         let (sc, acc16, qh) = unsafe {
@@ -372,14 +399,11 @@ fn attention(
             let krow = |j: usize| &cache.k[base + j * hd..base + (j + 1) * hd];
             let vrow = |j: usize| &cache.v[base + j * hd..base + (j + 1) * hd];
             if f32_path {
+                let kf = &kf[(h / group) * ctx * hd..];
+                let vf = &vf[(h / group) * ctx * hd..];
                 let mut max = f32::NEG_INFINITY;
                 for (j, sj) in sc[..n_pos].iter_mut().enumerate() {
-                    *sj = krow(j)
-                        .iter()
-                        .zip(qrow)
-                        .map(|(k, q)| k.to_f32() * q)
-                        .sum::<f32>()
-                        * scale;
+                    *sj = dot_f32(&kf[j * hd..(j + 1) * hd], qrow) * scale;
                     max = max.max(*sj);
                 }
                 let mut sum = 0f32;
@@ -387,9 +411,7 @@ fn attention(
                 for (j, sj) in sc[..n_pos].iter().enumerate() {
                     let p = (sj - max).exp();
                     sum += p;
-                    for (o, v) in dst.iter_mut().zip(vrow(j)) {
-                        *o += p * v.to_f32();
-                    }
+                    axpy_f32(dst, &vf[j * hd..(j + 1) * hd], p);
                 }
                 let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
                 dst.iter_mut().for_each(|o| *o *= inv);
