@@ -14,6 +14,22 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 const MAX_DIMS: u32 = 4;
 /// Nesting allowed for array-of-array metadata (the spec allows it; real files use one level).
 const MAX_ARRAY_DEPTH: u32 = 4;
+/// Smallest metadata entry: key length, value type, a one-byte value.
+const MIN_KV_BYTES: u64 = 8 + 4 + 1;
+/// Smallest tensor-table entry: name length, dim count, one dim, type id, offset.
+const MIN_TENSOR_BYTES: u64 = 8 + 4 + 8 + 4 + 8;
+
+/// Smallest encoding of one value of type `ty`, to reject element counts that cannot fit
+/// before allocating for them (unknown types fail on their first element anyway).
+fn min_value_bytes(ty: u32) -> u64 {
+    match ty {
+        2 | 3 => 2,
+        4..=6 => 4,
+        8 | 10..=12 => 8,
+        9 => 4 + 8,
+        _ => 1,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
@@ -85,10 +101,13 @@ impl Value {
             _ => self.as_u64().and_then(|v| i64::try_from(v).ok()),
         }
     }
+    /// The value as a float, when it is a number of any type (large integers round).
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
             Value::F32(v) => Some(v as f64),
             Value::F64(v) => Some(v),
+            // Beyond i64::MAX, as_i64 has no answer but the number still has a float value.
+            Value::U64(v) => Some(v as f64),
             _ => self.as_i64().map(|v| v as f64),
         }
     }
@@ -237,12 +256,14 @@ impl<'a> Reader<'a> {
                 }
                 let elem_ty = self.u32(key)?;
                 let n = self.u64(key)?;
-                // Every element takes at least one byte: a count beyond the remaining bytes
-                // is corrupt, and checking first keeps a hostile count from allocating.
+                // A count whose smallest encoding overruns the remaining bytes is corrupt;
+                // checking first keeps a hostile count from reserving memory it can't fill.
                 let remaining = (self.buf.len() - self.pos) as u64;
-                if n > remaining {
+                if n.checked_mul(min_value_bytes(elem_ty))
+                    .is_none_or(|b| b > remaining)
+                {
                     return Err(GgufError::Corrupt(format!(
-                        "{key}: array of {n} elements in {remaining} remaining bytes"
+                        "{key}: array of {n} elements of type {elem_ty} in {remaining} remaining bytes"
                     )));
                 }
                 let mut items = Vec::with_capacity(n as usize);
@@ -299,10 +320,14 @@ impl Gguf {
         }
         let n_tensors = r.u64("tensor count")?;
         let n_kv = r.u64("metadata count")?;
-        let remaining = buf.len() as u64;
-        if n_tensors > remaining || n_kv > remaining {
+        let remaining = (buf.len() - r.pos) as u64;
+        let min_bytes = n_kv
+            .checked_mul(MIN_KV_BYTES)
+            .zip(n_tensors.checked_mul(MIN_TENSOR_BYTES))
+            .and_then(|(a, b)| a.checked_add(b));
+        if min_bytes.is_none_or(|b| b > remaining) {
             return Err(GgufError::Corrupt(format!(
-                "{n_tensors} tensors and {n_kv} metadata entries cannot fit in {remaining} bytes"
+                "{n_tensors} tensors and {n_kv} metadata entries cannot fit in the {remaining} bytes left"
             )));
         }
         let mut metadata = BTreeMap::new();
@@ -640,6 +665,8 @@ mod tests {
         assert_eq!(g.get("a.f32"), Some(&Value::F32(1.5)));
         assert_eq!(g.get("a.bool"), Some(&Value::Bool(true)));
         assert_eq!(g.get("a.u64"), Some(&Value::U64(1 << 40)));
+        assert_eq!(Value::U64(u64::MAX).as_f64(), Some(u64::MAX as f64));
+        assert_eq!(Value::I8(-3).as_f64(), Some(-3.0));
         assert_eq!(g.get("a.i64"), Some(&Value::I64(-(1 << 40))));
         assert_eq!(g.get("a.f64"), Some(&Value::F64(2.25)));
         assert_eq!(g.get_str_array("a.arr").unwrap(), vec!["x", "yz"]);
@@ -673,5 +700,42 @@ mod tests {
         let mut b = sample();
         b[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(Gguf::from_bytes(b).is_err());
+    }
+
+    /// A header: magic, version 3, tensor and metadata counts.
+    fn header(n_tensors: u64, n_kv: u64) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&n_tensors.to_le_bytes());
+        b.extend_from_slice(&n_kv.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn counts_are_checked_against_the_smallest_entry_size() {
+        // Two tensor entries need at least 64 bytes; 40 are left.
+        let mut b = header(2, 0);
+        b.resize(b.len() + 40, 0);
+        let e = Gguf::from_bytes(b).unwrap_err();
+        assert!(e.to_string().contains("cannot fit"), "{e}");
+        // 20 u64 elements need 160 bytes; 100 are left. A hostile count is refused before
+        // anything is reserved for it, not after reading runs out.
+        let mut b = header(0, 1);
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.push(b'a');
+        b.extend_from_slice(&9u32.to_le_bytes());
+        b.extend_from_slice(&10u32.to_le_bytes());
+        b.extend_from_slice(&20u64.to_le_bytes());
+        b.resize(b.len() + 100, 0);
+        let e = Gguf::from_bytes(b).unwrap_err();
+        assert!(e.to_string().contains("array of 20 elements"), "{e}");
+        // Element count times element size overflowing u64 is corrupt too.
+        let mut b = header(0, 1);
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.push(b'a');
+        b.extend_from_slice(&9u32.to_le_bytes());
+        b.extend_from_slice(&9u32.to_le_bytes());
+        b.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+        assert!(matches!(Gguf::from_bytes(b), Err(GgufError::Corrupt(_))));
     }
 }
