@@ -259,12 +259,19 @@ impl<'a> Reader<'a> {
                 // A count whose smallest encoding overruns the remaining bytes is corrupt;
                 // checking first keeps a hostile count from reserving memory it can't fill.
                 let remaining = (self.buf.len() - self.pos) as u64;
-                if n.checked_mul(min_value_bytes(elem_ty))
-                    .is_none_or(|b| b > remaining)
-                {
-                    return Err(GgufError::Corrupt(format!(
-                        "{key}: array of {n} elements of type {elem_ty} in {remaining} remaining bytes"
-                    )));
+                let need = n.checked_mul(min_value_bytes(elem_ty)).ok_or_else(|| {
+                    GgufError::Corrupt(format!(
+                        "{key}: array of {n} elements of type {elem_ty} overflows"
+                    ))
+                })?;
+                if need > remaining {
+                    // Reported as truncation: the file ends before the array can.
+                    return Err(GgufError::Truncated {
+                        what: format!("{key} (array of {n} elements of type {elem_ty})"),
+                        need: self.pos as u64,
+                        end: (self.pos as u64).saturating_add(need),
+                        len: self.buf.len() as u64,
+                    });
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {

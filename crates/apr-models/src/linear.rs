@@ -127,6 +127,12 @@ impl Linear {
         let arb = self.act_row_bytes();
         qx.resize(n * arb, 0);
         let cols = self.cols;
+        if n == 1 {
+            // One row: a pool dispatch would cost more than the work.
+            let r = quant::quantize_activation(act, &x[..cols], &mut qx[..arb]);
+            debug_assert!(r.is_ok(), "activation row sizes are fixed at load");
+            return;
+        }
         let dst = SyncPtr(qx.as_mut_ptr());
         pool.run(|i, nt| {
             for t in split_range(n, i, nt, 1) {
