@@ -26,7 +26,10 @@ pub use dot::{
 };
 pub use error::QuantError;
 pub use gemm::{gemm, gemm_has_kernel};
-pub use quantize::{quantize_activation, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k};
+pub use quantize::{
+    quantize_activation, quantize_row_q8_0, quantize_row_q8_0_act, quantize_row_q8_1,
+    quantize_row_q8_k,
+};
 
 /// Elements in one k-quant super-block.
 pub const QK_K: usize = 256;

@@ -38,6 +38,24 @@ pub fn quantize_row_q8_0(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> 
     Ok(())
 }
 
+/// Quantizes activations to Q8_0 the way ggml's x86 SIMD path does (the one llama.cpp runs
+/// on AVX/AVX2 machines): multiplier 127 / amax and round half to even. It differs from
+/// [`quantize_row_q8_0`] (ggml's reference) only on values that land on or next to a
+/// rounding tie, but mirroring it keeps greedy outputs equal to llama.cpp's.
+pub fn quantize_row_q8_0_act(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    check("quantize_row_q8_0_act", GgmlType::Q8_0, src, dst)?;
+    for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(2 + QK)) {
+        let amax = amax(x);
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        y[..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
+        for (q, &v) in y[Q8_0_QS..].iter_mut().zip(x) {
+            *q = (v * id).round_ties_even() as i8 as u8;
+        }
+    }
+    Ok(())
+}
+
 /// Quantizes `src` to Q8_1 blocks (Q8_0 plus s = d * sum(qs)), the activation type of Q4_1/Q5_1.
 pub fn quantize_row_q8_1(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     check("quantize_row_q8_1", GgmlType::Q8_1, src, dst)?;
@@ -109,7 +127,7 @@ pub fn quantize_activation(
             }
             Ok(())
         }
-        GgmlType::Q8_0 => quantize_row_q8_0(src, dst),
+        GgmlType::Q8_0 => quantize_row_q8_0_act(src, dst),
         GgmlType::Q8_1 => quantize_row_q8_1(src, dst),
         GgmlType::Q8K => quantize_row_q8_k(src, dst),
         ty => Err(QuantError::Unsupported {
@@ -124,6 +142,34 @@ mod tests {
     use super::super::dequantize;
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn activation_q8_0_rounds_ties_to_even_like_ggml_x86() {
+        // amax 127 makes the multiplier exactly 1: 2.5 -> 2 (x86 SIMD), 3 (reference roundf).
+        let mut x = vec![0.0f32; QK];
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = -3.5;
+        x[3] = 1.25;
+        let (mut a, mut r) = (vec![0u8; 2 + QK], vec![0u8; 2 + QK]);
+        quantize_row_q8_0_act(&x, &mut a).unwrap();
+        quantize_row_q8_0(&x, &mut r).unwrap();
+        assert_eq!(&a[..2], &r[..2], "same scale");
+        assert_eq!(
+            [a[2] as i8, a[3] as i8, a[4] as i8, a[5] as i8],
+            [127, 2, -4, 1]
+        );
+        assert_eq!([r[3] as i8, r[4] as i8], [3, -4]);
+        // Elsewhere the two agree to within one step.
+        let x = random(4 * QK, 5);
+        let (mut a, mut r) = (vec![0u8; 4 * (2 + QK)], vec![0u8; 4 * (2 + QK)]);
+        quantize_row_q8_0_act(&x, &mut a).unwrap();
+        quantize_row_q8_0(&x, &mut r).unwrap();
+        assert!(a
+            .iter()
+            .zip(&r)
+            .all(|(p, q)| ((*p as i8) as i32 - (*q as i8) as i32).abs() <= 1));
+    }
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
