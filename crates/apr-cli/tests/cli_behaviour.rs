@@ -18,9 +18,17 @@ fn tmp(name: &str) -> std::path::PathBuf {
 
 fn fails_with(args: &[&str], needle: &str) {
     let out = apr(args);
-    assert_eq!(out.status.code(), Some(1), "args {args:?}: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "args {args:?}: {}",
+        stderr(&out)
+    );
     let err = stderr(&out);
-    assert!(err.contains(needle), "args {args:?}: stderr {err:?} lacks {needle:?}");
+    assert!(
+        err.contains(needle),
+        "args {args:?}: stderr {err:?} lacks {needle:?}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.stdout.is_empty() || !err.is_empty());
 }
@@ -29,7 +37,19 @@ fn fails_with(args: &[&str], needle: &str) {
 fn run_json_contract_and_seeded_sampling() {
     let m = qwen05();
     let m = m.to_str().unwrap();
-    let args = ["run", m, "--prompt", "Write a haiku about Rust.", "--max-tokens", "12", "--temperature", "0.9", "--seed", "7", "--json"];
+    let args = [
+        "run",
+        m,
+        "--prompt",
+        "Write a haiku about Rust.",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0.9",
+        "--seed",
+        "7",
+        "--json",
+    ];
     let a = stdout_json(&apr(&args));
     let b = stdout_json(&apr(&args));
     assert_eq!(a["tokens"], b["tokens"], "same seed, same tokens");
@@ -49,14 +69,37 @@ fn stop_strings_and_eos_end_generation() {
     let m = m.to_str().unwrap();
     // Greedy: the model writes a fenced code block; stop at the fence's end.
     let out = stdout_json(&apr(&[
-        "run", m, "--prompt", "Write a Python function that adds two numbers.", "--temperature", "0",
-        "--max-tokens", "200", "--stop", "def ", "--json",
+        "run",
+        m,
+        "--prompt",
+        "Write a Python function that adds two numbers.",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "200",
+        "--stop",
+        "def ",
+        "--json",
     ]));
     assert_eq!(out["stop"], "stop_string");
     assert!(!out["text"].as_str().unwrap().contains("def "));
-    let out = stdout_json(&apr(&["run", m, "--prompt", "Reply with just the word yes.", "--temperature", "0", "--json"]));
+    let out = stdout_json(&apr(&[
+        "run",
+        m,
+        "--prompt",
+        "Reply with just the word yes.",
+        "--temperature",
+        "0",
+        "--json",
+    ]));
     assert_eq!(out["stop"], "eos");
-    let last = out["tokens"].as_array().unwrap().last().unwrap().as_u64().unwrap();
+    let last = out["tokens"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_u64()
+        .unwrap();
     assert_eq!(last, 151645, "ends on <|im_end|>");
     assert!(!out["text"].as_str().unwrap().contains("<|im_end|>"));
 }
@@ -64,7 +107,16 @@ fn stop_strings_and_eos_end_generation() {
 #[test]
 fn run_streams_plain_text() {
     let m = qwen05();
-    let out = apr(&["run", m.to_str().unwrap(), "--prompt", "Say hello.", "--temperature", "0", "--max-tokens", "8"]);
+    let out = apr(&[
+        "run",
+        m.to_str().unwrap(),
+        "--prompt",
+        "Say hello.",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.trim().is_empty());
@@ -75,7 +127,14 @@ fn run_streams_plain_text() {
 fn chat_keeps_the_conversation() {
     let m = qwen05();
     let mut child = Command::new(env!("CARGO_BIN_EXE_apr"))
-        .args(["chat", m.to_str().unwrap(), "--temperature", "0", "--max-tokens", "40"])
+        .args([
+            "chat",
+            m.to_str().unwrap(),
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "40",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -90,13 +149,24 @@ fn chat_keeps_the_conversation() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("Ferris"), "second turn remembers the first: {text:?}");
+    assert!(
+        text.contains("Ferris"),
+        "second turn remembers the first: {text:?}"
+    );
 }
 
 #[test]
 fn bench_json_has_the_contract_keys() {
     let m = qwen05();
-    let out = stdout_json(&apr(&["bench", m.to_str().unwrap(), "--reps", "1", "--threads", "2", "--json"]));
+    let out = stdout_json(&apr(&[
+        "bench",
+        m.to_str().unwrap(),
+        "--reps",
+        "1",
+        "--threads",
+        "2",
+        "--json",
+    ]));
     for k in ["pp512_tok_s", "pp512_sd", "tg128_tok_s", "tg128_sd"] {
         assert!(out[k].as_f64().unwrap() >= 0.0, "{k}");
     }
@@ -116,27 +186,49 @@ fn inspect_reports_the_model() {
     assert_eq!(out["tokenizer"]["merges"], 151387);
     assert_eq!(out["quant_mix"]["Q5_0"]["tensors"], 133);
     assert_eq!(out["tensors"].as_array().unwrap().len(), 291);
-    assert!(out["chat_template"].as_str().unwrap().contains("<|im_start|>"));
+    assert!(out["chat_template"]
+        .as_str()
+        .unwrap()
+        .contains("<|im_start|>"));
 }
 
 #[test]
 fn bad_files_are_clear_errors() {
-    fails_with(&["run", "no-such-model-anywhere", "--prompt", "x"], "not found");
+    fails_with(
+        &["run", "no-such-model-anywhere", "--prompt", "x"],
+        "not found",
+    );
     let txt = tmp("notes.gguf");
     std::fs::write(&txt, "just some text, not a model").unwrap();
     fails_with(&["inspect", txt.to_str().unwrap()], "not a GGUF file");
-    fails_with(&["run", txt.to_str().unwrap(), "--prompt", "x"], "not a GGUF file");
+    fails_with(
+        &["run", txt.to_str().unwrap(), "--prompt", "x"],
+        "not a GGUF file",
+    );
     // Truncated inside the metadata, and inside the tensor data.
     let real = std::fs::read(qwen05()).unwrap();
     for (name, len) in [("trunc-meta.gguf", 1 << 20), ("trunc-data.gguf", 64 << 20)] {
         let p = tmp(name);
         std::fs::write(&p, &real[..len]).unwrap();
-        fails_with(&["run", p.to_str().unwrap(), "--prompt", "x"], "truncated GGUF file");
+        fails_with(
+            &["run", p.to_str().unwrap(), "--prompt", "x"],
+            "truncated GGUF file",
+        );
     }
     // A well-formed GGUF of an architecture we do not know.
     let p = tmp("mamba.gguf");
-    std::fs::write(&p, to_bytes(&[("general.architecture", Value::String("mamba".into()))], &[])).unwrap();
-    fails_with(&["run", p.to_str().unwrap(), "--prompt", "x"], "unknown architecture");
+    std::fs::write(
+        &p,
+        to_bytes(
+            &[("general.architecture", Value::String("mamba".into()))],
+            &[],
+        ),
+    )
+    .unwrap();
+    fails_with(
+        &["run", p.to_str().unwrap(), "--prompt", "x"],
+        "unknown architecture",
+    );
     // A qwen2 file whose blocks are missing.
     let emb = vec![0u8; 32 * 4 * 4];
     let meta = [
@@ -146,10 +238,18 @@ fn bad_files_are_clear_errors() {
         ("qwen2.feed_forward_length", Value::U32(64)),
         ("qwen2.attention.head_count", Value::U32(4)),
     ];
-    let t = [TensorOut { name: "token_embd.weight", dims: &[32, 4], type_id: 0, data: &emb }];
+    let t = [TensorOut {
+        name: "token_embd.weight",
+        dims: &[32, 4],
+        type_id: 0,
+        data: &emb,
+    }];
     let p = tmp("hollow.gguf");
     std::fs::write(&p, to_bytes(&meta, &t)).unwrap();
-    fails_with(&["run", p.to_str().unwrap(), "--prompt", "x"], "missing tensor blk.0.attn_norm.weight");
+    fails_with(
+        &["run", p.to_str().unwrap(), "--prompt", "x"],
+        "missing tensor blk.0.attn_norm.weight",
+    );
 }
 
 #[test]
@@ -163,9 +263,18 @@ fn bad_flags_and_overlong_prompts_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2), "missing --prompt");
     fails_with(&["run", m, "--prompt", "x", "--top-p", "1.5"], "--top-p");
     let long = "word ".repeat(100);
-    fails_with(&["run", m, "--raw", "--prompt", &long, "--ctx", "32"], "context");
+    fails_with(
+        &["run", m, "--raw", "--prompt", &long, "--ctx", "32"],
+        "context",
+    );
     let data = tmp("short.txt");
     std::fs::write(&data, "tiny").unwrap();
-    fails_with(&["eval", "perplexity", m, "--data", data.to_str().unwrap()], "tokens");
-    fails_with(&["eval", "perplexity", m, "--data", "/no/such/file.txt"], "cannot read");
+    fails_with(
+        &["eval", "perplexity", m, "--data", data.to_str().unwrap()],
+        "tokens",
+    );
+    fails_with(
+        &["eval", "perplexity", m, "--data", "/no/such/file.txt"],
+        "cannot read",
+    );
 }

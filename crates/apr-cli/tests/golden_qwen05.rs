@@ -11,7 +11,13 @@ fn tokenize_reproduces_llamacpp_ids() {
     let g = golden("llamacpp-qwen05-shared.json");
     for case in g["tokenize"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        let out = stdout_json(&apr(&["tokenize", model.to_str().unwrap(), "--text", text, "--json"]));
+        let out = stdout_json(&apr(&[
+            "tokenize",
+            model.to_str().unwrap(),
+            "--text",
+            text,
+            "--json",
+        ]));
         assert_eq!(out["ids"], case["ids"], "text {text:?}");
         assert_eq!(out.as_object().unwrap().len(), 1, "only the ids key");
     }
@@ -36,15 +42,40 @@ fn greedy_reproduces_llamacpp_continuations() {
     for case in g["greedy"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
         let out = stdout_json(&apr(&[
-            "run", model.to_str().unwrap(), "--raw", "--prompt", prompt, "--temperature", "0",
-            "--max-tokens", "48", "--json",
+            "run",
+            model.to_str().unwrap(),
+            "--raw",
+            "--prompt",
+            prompt,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "48",
+            "--json",
         ]));
-        let want: Vec<u64> = case["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-        let got: Vec<u64> = out["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want: Vec<u64> = case["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let got: Vec<u64> = out["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         let n = near_tie_step(case["steps"].as_array().unwrap()).min(want.len());
         assert_eq!(&got[..n.min(got.len())], &want[..n], "prompt {prompt:?}");
-        assert!(got.len() >= n, "prompt {prompt:?}: stopped after {} tokens", got.len());
-        assert_eq!(out["prompt_tokens"], serde_json::json!(case["prompt_ids"].as_array().unwrap().len()));
+        assert!(
+            got.len() >= n,
+            "prompt {prompt:?}: stopped after {} tokens",
+            got.len()
+        );
+        assert_eq!(
+            out["prompt_tokens"],
+            serde_json::json!(case["prompt_ids"].as_array().unwrap().len())
+        );
         if n == want.len() && got == want {
             // Same ids: the text is llama.cpp's content, and the stop reason follows the last id.
             assert_eq!(out["text"], case["content"], "prompt {prompt:?}");
@@ -63,11 +94,22 @@ fn perplexity_within_half_percent_of_llamacpp() {
     let model = qwen05();
     let data = shared().join("data/code-ppl.py.txt");
     let out = stdout_json(&apr(&[
-        "eval", "perplexity", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--ctx", "512", "--json",
+        "eval",
+        "perplexity",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--ctx",
+        "512",
+        "--json",
     ]));
     let ppl = out["ppl"].as_f64().unwrap();
     assert_eq!(out["chunks"], 63);
     assert_eq!(out["tokens_scored"], 63 * 255);
     let rel = (ppl - LLAMACPP_PPL_QWEN05).abs() / LLAMACPP_PPL_QWEN05;
-    assert!(rel < 0.005, "ppl {ppl} vs llama.cpp {LLAMACPP_PPL_QWEN05} ({:.3}%)", rel * 100.0);
+    assert!(
+        rel < 0.005,
+        "ppl {ppl} vs llama.cpp {LLAMACPP_PPL_QWEN05} ({:.3}%)",
+        rel * 100.0
+    );
 }

@@ -52,6 +52,8 @@ const STEPS: &[(&str, Step)] = &[
 ];
 
 /// Penalize logits of recently seen tokens (divide positive, multiply negative).
+// Every step has the registry's signature; some steps truncate, so it takes the Vec.
+#[allow(clippy::ptr_arg)]
 fn repeat_penalty(cfg: &SamplerConfig, c: &mut Vec<Candidate>, history: &[u32]) {
     if cfg.repeat_penalty == 1.0 || history.is_empty() {
         return;
@@ -122,6 +124,7 @@ fn min_p(cfg: &SamplerConfig, c: &mut Vec<Candidate>, _: &[u32]) {
     c.retain(|x| x.logit >= threshold);
 }
 
+#[allow(clippy::ptr_arg)]
 fn temperature(cfg: &SamplerConfig, c: &mut Vec<Candidate>, _: &[u32]) {
     for x in c.iter_mut() {
         x.logit /= cfg.temperature;

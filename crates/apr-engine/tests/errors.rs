@@ -4,11 +4,17 @@ use apr_engine::{Engine, EngineError, GenOptions, SamplerConfig};
 use apr_models::ModelError;
 
 fn model() -> std::path::PathBuf {
-    let dir = std::env::var_os("APR_MODELS_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/apr/models")
-    });
+    let dir = std::env::var_os("APR_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/apr/models")
+        });
     let p = dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
-    assert!(p.is_file(), "{} missing: run scripts/fetch-models.sh 0.5b", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/fetch-models.sh 0.5b",
+        p.display()
+    );
     p
 }
 
@@ -17,18 +23,33 @@ fn out_of_range_ids_and_full_context_are_errors() {
     let e = Engine::load(&model(), 2).unwrap();
     let mut s = e.session(16);
     match s.prefill(&[1, 2, 151936]) {
-        Err(EngineError::Model(ModelError::TokenOutOfRange { id: 151936, n_vocab: 151936 })) => {}
+        Err(EngineError::Model(ModelError::TokenOutOfRange {
+            id: 151936,
+            n_vocab: 151936,
+        })) => {}
         other => panic!("expected TokenOutOfRange, got {:?}", other.map(|l| l.len())),
     }
-    assert!(matches!(s.prefill(&[7; 17]), Err(EngineError::PromptTooLong { n: 17, ctx: 16 })));
+    assert!(matches!(
+        s.prefill(&[7; 17]),
+        Err(EngineError::PromptTooLong { n: 17, ctx: 16 })
+    ));
     assert!(matches!(s.prefill(&[]), Err(EngineError::EmptyPrompt)));
     // Generation stops at the context's end instead of failing.
     let opts = GenOptions {
         max_tokens: 100,
-        sampler: SamplerConfig { temperature: 0.0, ..SamplerConfig::default() },
+        sampler: SamplerConfig {
+            temperature: 0.0,
+            ..SamplerConfig::default()
+        },
         stop: vec![],
         logprobs: 0,
     };
-    let out = s.generate(&[785, 3974, 13876, 38835], &opts, &mut |_| {}).unwrap();
-    assert_eq!(out.tokens.len() + 4, 17, "fills the 16-token context, the last token unscored");
+    let out = s
+        .generate(&[785, 3974, 13876, 38835], &opts, &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        out.tokens.len() + 4,
+        17,
+        "fills the 16-token context, the last token unscored"
+    );
 }

@@ -15,14 +15,22 @@ pub fn models_dir() -> PathBuf {
 /// The real 0.5B model; CI provisions it (scripts/fetch-models.sh).
 pub fn qwen05() -> PathBuf {
     let p = models_dir().join(QWEN05);
-    assert!(p.is_file(), "{} missing: run scripts/fetch-models.sh 0.5b", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/fetch-models.sh 0.5b",
+        p.display()
+    );
     p
 }
 
 /// ../shared next to the repository (the golden files and data).
 pub fn shared() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    assert!(p.join("golden").is_dir(), "{} missing: the shared folder must sit beside the repo", p.display());
+    assert!(
+        p.join("golden").is_dir(),
+        "{} missing: the shared folder must sit beside the repo",
+        p.display()
+    );
     p
 }
 
@@ -32,7 +40,10 @@ pub fn golden(name: &str) -> serde_json::Value {
 }
 
 pub fn apr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_apr")).args(args).output().expect("running apr")
+    Command::new(env!("CARGO_BIN_EXE_apr"))
+        .args(args)
+        .output()
+        .expect("running apr")
 }
 
 pub fn stdout_json(out: &Output) -> serde_json::Value {
@@ -43,7 +54,10 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not one JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "stdout is not one JSON object ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
