@@ -4,12 +4,7 @@ use apr_engine::{Engine, EngineError, GenOptions, SamplerConfig};
 use apr_models::ModelError;
 
 fn model() -> std::path::PathBuf {
-    let dir = std::env::var_os("APR_MODELS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/apr/models")
-        });
-    let p = dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    let p = apr_engine::resolve::models_dir().join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
     assert!(
         p.is_file(),
         "{} missing: run scripts/fetch-models.sh 0.5b",

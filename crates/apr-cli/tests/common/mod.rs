@@ -6,15 +6,9 @@ use std::process::{Command, Output};
 
 pub const QWEN05: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
-pub fn models_dir() -> PathBuf {
-    std::env::var_os("APR_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/apr/models"))
-}
-
 /// The real 0.5B model; CI provisions it (scripts/fetch-models.sh).
 pub fn qwen05() -> PathBuf {
-    let p = models_dir().join(QWEN05);
+    let p = apr_engine::resolve::models_dir().join(QWEN05);
     assert!(
         p.is_file(),
         "{} missing: run scripts/fetch-models.sh 0.5b",
