@@ -50,6 +50,20 @@ unsafe fn hsum_ps128(s: __m128) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
+/// Sum of the eight i32 lanes (exact; wrapping as the hardware adds).
+#[target_feature(enable = "avx2")]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    hsum_epi32_128(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)))
+}
+
+/// Sum of the four i32 lanes.
+#[target_feature(enable = "avx2")]
+unsafe fn hsum_epi32_128(v: __m128i) -> i32 {
+    let s = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    _mm_cvtsi128_si32(s)
+}
+
 /// 16 packed bytes of nibbles -> 32 bytes: low nibbles in lane 0, high nibbles in lane 1.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -140,7 +154,10 @@ legacy_kernel!(
     }
 );
 
-/// Q4_K · Q8_K. Per super-block: d*dx*Σ_j sc_j (q4·q8)_j - dmin*dx*Σ_j m_j bsum_j.
+/// Q4_K · Q8_K in the float order of ggml's repacked AVX2 kernels (`gemv/gemm_q4_K_8x8_q8_K`,
+/// which llama.cpp uses for every Q4_K matrix on AVX2): per super-block the whole integer sum
+/// Σ_j sc_j (q4·q8)_j and the whole Σ_j m_j bsum_j, each added to its own float accumulator
+/// with one FMA by d·dx (dmin·dx), the two subtracted at the end.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_q4_k_q8_k<const N: usize>(
     nb: usize,
@@ -148,8 +165,8 @@ pub unsafe fn dot_q4_k_q8_k<const N: usize>(
     xs: [*const u8; N],
 ) -> [f32; N] {
     let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = [_mm256_setzero_ps(); N];
-    let mut acc_m = [_mm_setzero_ps(); N];
+    let mut acc = [0f32; N];
+    let mut acc_m = [0f32; N];
     for i in 0..nb {
         let p = w.add(i * 144);
         let d = f16_at_ptr(p.add(Q4K_D));
@@ -162,15 +179,6 @@ pub unsafe fn dot_q4_k_q8_k<const N: usize>(
         let scales = _mm256_set_m128i(sc128, sc128);
 
         let mut sumi = [_mm256_setzero_si256(); N];
-        for c in 0..N {
-            let px = xs[c].add(i * Q8K_BYTES);
-            let bs = _mm256_loadu_si256(px.add(Q8K_BSUMS) as *const __m256i);
-            // Pair sums of the 16 bsums give the 8 sums of 32 that the mins multiply.
-            let bs8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-            let prod = _mm_cvtepi32_ps(_mm_madd_epi16(mins, bs8));
-            let dm = _mm_set1_ps(dmin * f32_at_ptr(px.add(Q8K_D)));
-            acc_m[c] = _mm_fmadd_ps(dm, prod, acc_m[c]);
-        }
         for j in 0..4 {
             let q4 = _mm256_loadu_si256(p.add(Q4K_QS + 32 * j) as *const __m256i);
             let q4l = _mm256_and_si256(q4, m4);
@@ -189,15 +197,18 @@ pub unsafe fn dot_q4_k_q8_k<const N: usize>(
             }
         }
         for c in 0..N {
-            let dd = _mm256_set1_ps(d * f32_at_ptr(xs[c].add(i * Q8K_BYTES + Q8K_D)));
-            acc[c] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+            let px = xs[c].add(i * Q8K_BYTES);
+            let dx = f32_at_ptr(px.add(Q8K_D));
+            let bs = _mm256_loadu_si256(px.add(Q8K_BSUMS) as *const __m256i);
+            // Pair sums of the 16 bsums give the 8 sums of 32 that the mins multiply.
+            let bs8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            let isum = hsum_epi32(sumi[c]);
+            let imin = hsum_epi32_128(_mm_madd_epi16(mins, bs8));
+            acc[c] = (isum as f32).mul_add(d * dx, acc[c]);
+            acc_m[c] = (imin as f32).mul_add(dmin * dx, acc_m[c]);
         }
     }
-    let mut out = [0f32; N];
-    for c in 0..N {
-        out[c] = hsum_ps(acc[c]) - hsum_ps128(acc_m[c]);
-    }
-    out
+    std::array::from_fn(|c| acc[c] - acc_m[c])
 }
 
 /// Q6_K · Q8_K. Values are 6-bit (0..63) minus 32; the -32 is applied once per block through

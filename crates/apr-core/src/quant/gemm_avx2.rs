@@ -187,8 +187,10 @@ pub unsafe fn pack_q4_k(nb: usize, w: *const u8, rb: usize, dst: *mut u8) {
     }
 }
 
-/// Q4_K panel against Q8_K activations: d·dx·Σ_s sc_s (q·x)_s - dmin·dx·Σ_s m_s bsum_s. The 8
-/// group products of a sub-block sum in i16 (8 * 2 * 15 * 127 < 2^15).
+/// Q4_K panel against Q8_K activations: d·dx·Σ_s sc_s (q·x)_s - dmin·dx·Σ_s m_s bsum_s, the two
+/// terms in separate accumulators as ggml's repacked kernels keep them (bit-equal to
+/// [`super::dot_avx2::dot_q4_k_q8_k`]). The 8 group products of a sub-block sum in i16
+/// (8 * 2 * 15 * 127 < 2^15).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q4_k<const RN: usize>(
     nb: usize,
@@ -197,6 +199,7 @@ pub unsafe fn gemm_q4_k<const RN: usize>(
     out: [*mut f32; RN],
 ) {
     let mut acc = [_mm256_setzero_ps(); RN];
+    let mut acc_m = [_mm256_setzero_ps(); RN];
     for i in 0..nb {
         let pw = panel.add(i * Q4K_UNIT);
         let mut sumi = [_mm256_setzero_si256(); RN];
@@ -227,11 +230,11 @@ pub unsafe fn gemm_q4_k<const RN: usize>(
             }
             let dx = _mm256_set1_ps((px.add(Q8K_D) as *const f32).read_unaligned());
             acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
-            acc[j] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dx), _mm256_cvtepi32_ps(ms), acc[j]);
+            acc_m[j] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, dx), _mm256_cvtepi32_ps(ms), acc_m[j]);
         }
     }
     for j in 0..RN {
-        _mm256_storeu_ps(out[j], acc[j]);
+        _mm256_storeu_ps(out[j], _mm256_sub_ps(acc[j], acc_m[j]));
     }
 }
 
@@ -281,7 +284,11 @@ pub unsafe fn pack_q6_k(nb: usize, w: *const u8, rb: usize, dst: *mut u8) {
 }
 
 /// Q6_K panel against Q8_K activations: d·dx·(Σ_s sc_s (q·x)_s - 32 Σ_s sc_s bsum_s), with
-/// q in 0..63. Two group products sum in i16 (2 * 2 * 63 * 127 < 2^15).
+/// q in 0..63, in the float order of ggml's AVX2 `vec_dot_q6_K_q8_K` (which llama.cpp uses
+/// for Q6_K on AVX2, unpacked), so bit-equal to [`super::dot_avx2::dot_q6_k_q8_k`]: that kernel
+/// keeps eight partial sums per row, partial g holding bytes 4g..4g+4 of every 32-byte chunk
+/// (and bsum pair g of the correction), each with its own float accumulator across
+/// super-blocks, summed at the end as `hsum_float_8` does. Here partial g is panel group g.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn gemm_q6_k<const RN: usize>(
     nb: usize,
@@ -289,43 +296,39 @@ pub unsafe fn gemm_q6_k<const RN: usize>(
     xs: [*const u8; RN],
     out: [*mut f32; RN],
 ) {
-    let mut acc = [_mm256_setzero_ps(); RN];
-    for i in 0..nb {
-        let pw = panel.add(i * Q6K_UNIT);
-        let mut sumi = [_mm256_setzero_si256(); RN];
-        for s in 0..16 {
-            let sc = _mm256_loadu_si256(pw.add(2048 + 32 * s) as *const __m256i);
-            for h in 0..2 {
-                let g = 4 * s + 2 * h;
-                let w0 = _mm256_loadu_si256(pw.add(32 * g) as *const __m256i);
-                let w1 = _mm256_loadu_si256(pw.add(32 * g + 32) as *const __m256i);
+    let mut acc = [[_mm256_setzero_ps(); RN]; 8];
+    for (g, acc_g) in acc.iter_mut().enumerate() {
+        for i in 0..nb {
+            let pw = panel.add(i * Q6K_UNIT);
+            let mut sumi = [_mm256_setzero_si256(); RN];
+            for c in 0..8 {
+                let wv = _mm256_loadu_si256(pw.add(256 * c + 32 * g) as *const __m256i);
+                // Bytes 0..16 of chunk c take scale 2c, bytes 16..32 scale 2c + 1.
+                let sc = _mm256_loadu_si256(pw.add(2048 + 32 * (2 * c + g / 4)) as *const __m256i);
                 for j in 0..RN {
-                    let px = xs[j].add(i * Q8K_BYTES + Q8K_QS + 4 * g) as *const i32;
-                    let x0 = _mm256_set1_epi32(px.read_unaligned());
-                    let x1 = _mm256_set1_epi32(px.add(1).read_unaligned());
-                    let p = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(w0, x0),
-                        _mm256_maddubs_epi16(w1, x1),
-                    );
+                    let px = xs[j].add(i * Q8K_BYTES + Q8K_QS + 32 * c + 4 * g) as *const i32;
+                    let x = _mm256_set1_epi32(px.read_unaligned());
+                    let p = _mm256_maddubs_epi16(wv, x);
                     sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(p, sc));
                 }
             }
-        }
-        let d = _mm256_loadu_ps(pw.add(2816) as *const f32);
-        for j in 0..RN {
-            let px = xs[j].add(i * Q8K_BYTES);
-            let mut corr = _mm256_setzero_si256();
-            for q in 0..8 {
-                let sp = _mm256_loadu_si256(pw.add(2560 + 32 * q) as *const __m256i);
-                let bs = (px.add(Q8K_BSUMS + 4 * q) as *const i32).read_unaligned();
-                corr = _mm256_add_epi32(corr, _mm256_madd_epi16(sp, _mm256_set1_epi32(bs)));
+            let d = _mm256_loadu_ps(pw.add(2816) as *const f32);
+            let sp = _mm256_loadu_si256(pw.add(2560 + 32 * g) as *const __m256i);
+            for j in 0..RN {
+                let px = xs[j].add(i * Q8K_BYTES);
+                let bs = (px.add(Q8K_BSUMS + 4 * g) as *const i32).read_unaligned();
+                let corr = _mm256_slli_epi32(_mm256_madd_epi16(sp, _mm256_set1_epi32(bs)), 5);
+                let dot = _mm256_sub_epi32(sumi[j], corr);
+                let dx = _mm256_set1_ps((px.add(Q8K_D) as *const f32).read_unaligned());
+                acc_g[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(dot), acc_g[j]);
             }
-            let dot = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(corr, 5));
-            let dx = _mm256_set1_ps((px.add(Q8K_D) as *const f32).read_unaligned());
-            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(dot), acc[j]);
         }
     }
     for j in 0..RN {
-        _mm256_storeu_ps(out[j], acc[j]);
+        // hsum_float_8's order: (a0 + a4) + (a2 + a6), (a1 + a5) + (a3 + a7), then those two.
+        let t: [__m256; 4] = std::array::from_fn(|l| _mm256_add_ps(acc[l + 4][j], acc[l][j]));
+        let u0 = _mm256_add_ps(t[0], t[2]);
+        let u1 = _mm256_add_ps(t[1], t[3]);
+        _mm256_storeu_ps(out[j], _mm256_add_ps(u0, u1));
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of [`gemm`]: every element against `vec_dot` and the scalar reference, on random
 //! rows, on rows at the extremes of every integer range (i16 partial sums must not saturate),
-//! with partial panels, odd token counts and a padded output stride.
+//! with partial panels, odd token counts and a padded output stride. Q4_K and Q6_K must match
+//! `vec_dot` bit for bit on AVX2.
 
 use super::dot_tests::{random_act, random_row, scale_fields, ALL};
 use super::*;
@@ -23,6 +24,14 @@ fn check(ty: GgmlType, k: usize, w: &[u8], acts: &[Vec<u8>], m: usize) {
             let got = out[t * ldo + r] as f64;
             // Float-order tolerance, relative to the sum of |terms| of the reference.
             let tol = 1e-5 * (fast.abs() + slow.abs() + 1.0) * (k as f64).sqrt();
+            if super::dot::has_avx2() && matches!(ty, GgmlType::Q4K | GgmlType::Q6K) {
+                // Both kernels follow llama.cpp's AVX2 float order for these types.
+                assert_eq!(
+                    got.to_bits(),
+                    fast.to_bits(),
+                    "{ty} k={k} t={t} r={r}: gemm {got} vec_dot {fast}"
+                );
+            }
             assert!(
                 (got - fast).abs() <= tol && (got - slow).abs() <= tol,
                 "{ty} k={k} t={t} r={r}: gemm {got} vec_dot {fast} ref {slow}"
