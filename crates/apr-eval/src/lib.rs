@@ -1,4 +1,7 @@
-//! apr-eval: perplexity (llama-perplexity's method) and llama-bench style speed figures.
+//! apr-eval: code benchmarks (HumanEval, MBPP and their EvalPlus versions: datasets, prompt
+//! strategies, sandboxed execution, pass@k), perplexity (llama-perplexity's method) and
+//! llama-bench style speed figures.
 
 pub mod bench;
+pub mod passk;
 pub mod perplexity;
