@@ -3,5 +3,6 @@
 //! llama-bench style speed figures.
 
 pub mod bench;
+pub mod extract;
 pub mod passk;
 pub mod perplexity;
