@@ -101,6 +101,9 @@ pub struct GenOutput {
     pub decode_secs: f64,
     /// Per step, the top-N `(id, log-probability)` pairs when asked for.
     pub top_logprobs: Vec<Vec<(u32, f32)>>,
+    /// Per step, the chosen token's log-probability (before sampling transforms), when
+    /// log-probs were asked for.
+    pub token_logprobs: Vec<f32>,
 }
 
 impl GenOutput {
@@ -198,6 +201,7 @@ impl Session<'_> {
         let mut dec = tok.stream_decoder();
         let mut stop = StopReason::Length;
         let mut top_logprobs = Vec::new();
+        let mut token_logprobs = Vec::new();
         let room = self.ctx() - self.tokens.len();
         let limit = opts.max_tokens.min(room + 1);
         while out.len() < limit {
@@ -205,6 +209,7 @@ impl Session<'_> {
             out.push(id);
             if opts.logprobs > 0 {
                 top_logprobs.push(top_log_probs(&logits, opts.logprobs));
+                token_logprobs.push(logits[id as usize] - log_sum_exp(&logits));
             }
             if tok.is_eog(id) {
                 stop = StopReason::Eos;
@@ -241,19 +246,14 @@ impl Session<'_> {
             prefill_secs,
             decode_secs: t1.elapsed().as_secs_f64(),
             top_logprobs,
+            token_logprobs,
         })
     }
 }
 
 /// The `k` most likely tokens with their log-probabilities (log-sum-exp in f64).
 pub fn top_log_probs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = (logits
-        .iter()
-        .map(|&l| ((l - max) as f64).exp())
-        .sum::<f64>())
-    .ln() as f32
-        + max;
+    let lse = log_sum_exp(logits);
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
     let k = k.min(idx.len());
     let cmp = |a: &u32, b: &u32| {
@@ -269,6 +269,17 @@ pub fn top_log_probs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     idx.into_iter()
         .map(|i| (i, logits[i as usize] - lse))
         .collect()
+}
+
+/// log Σ exp(logits), summed in f64 after subtracting the maximum.
+pub fn log_sum_exp(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    (logits
+        .iter()
+        .map(|&l| ((l - max) as f64).exp())
+        .sum::<f64>())
+    .ln() as f32
+        + max
 }
 
 /// Byte offset where the earliest stop string starts, if any occurs.
