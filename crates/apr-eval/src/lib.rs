@@ -3,6 +3,7 @@
 //! llama-bench style speed figures.
 
 pub mod bench;
+pub mod datasets;
 pub mod extract;
 pub mod passk;
 pub mod perplexity;
