@@ -41,12 +41,8 @@ pub fn perplexity(
     if ctx < 8 {
         return Err(PerplexityError::BadCtx(ctx));
     }
-    let mut ids = engine.tokenizer.encode(text).map_err(EngineError::from)?;
-    if engine.tokenizer.add_bos() {
-        if let Some(b) = engine.tokenizer.bos_id() {
-            ids.insert(0, b);
-        }
-    }
+    // One BOS at the start when the model asks for it (encode adds it), as llama-perplexity.
+    let ids = engine.tokenizer.encode(text).map_err(EngineError::from)?;
     let n_chunks = ids.len() / ctx;
     if n_chunks == 0 || ids.len() < 2 * ctx {
         return Err(PerplexityError::TooShort {

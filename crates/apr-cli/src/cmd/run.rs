@@ -40,12 +40,8 @@ pub fn run(a: Args) -> Result<()> {
         msgs.push(Message::new("user", &a.prompt));
         engine.chat_prompt(&msgs)?
     };
-    let mut ids = engine.tokenizer.encode(&text)?;
-    if engine.tokenizer.add_bos() {
-        if let Some(b) = engine.tokenizer.bos_id() {
-            ids.insert(0, b);
-        }
-    }
+    // BOS comes from encode() when the model asks for it.
+    let ids = engine.tokenizer.encode(&text)?;
     let mut session = engine.session(a.sampling.ctx);
     let opts = a.sampling.gen_options();
     let json = a.json;
