@@ -7,3 +7,5 @@ pub mod datasets;
 pub mod extract;
 pub mod passk;
 pub mod perplexity;
+pub mod prompts;
+pub mod results;

@@ -43,17 +43,13 @@ unsafe fn hsum_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum_ps128(s: __m128) -> f32 {
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-}
-
 /// Sum of the eight i32 lanes (exact; wrapping as the hardware adds).
 #[target_feature(enable = "avx2")]
 unsafe fn hsum_epi32(v: __m256i) -> i32 {
-    hsum_epi32_128(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)))
+    hsum_epi32_128(_mm_add_epi32(
+        _mm256_castsi256_si128(v),
+        _mm256_extracti128_si256(v, 1),
+    ))
 }
 
 /// Sum of the four i32 lanes.
