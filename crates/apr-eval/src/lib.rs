@@ -9,3 +9,4 @@ pub mod passk;
 pub mod perplexity;
 pub mod prompts;
 pub mod results;
+pub mod sandbox;
