@@ -280,7 +280,7 @@ impl std::str::FromStr for Rerank {
 }
 
 /// The sample `how` picks per task (task id → record).
-pub fn pick<'a>(records: &'a [SampleRecord], how: Rerank) -> BTreeMap<&'a str, &'a SampleRecord> {
+pub fn pick(records: &[SampleRecord], how: Rerank) -> BTreeMap<&str, &SampleRecord> {
     let mut by_task: BTreeMap<&str, Vec<&SampleRecord>> = BTreeMap::new();
     for r in records {
         by_task.entry(r.task_id.as_str()).or_default().push(r);
