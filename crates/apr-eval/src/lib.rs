@@ -10,3 +10,4 @@ pub mod perplexity;
 pub mod prompts;
 pub mod results;
 pub mod sandbox;
+pub mod visible;
