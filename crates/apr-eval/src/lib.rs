@@ -5,6 +5,8 @@
 pub mod bench;
 pub mod datasets;
 pub mod extract;
+pub mod harness;
+pub mod judge;
 pub mod passk;
 pub mod perplexity;
 pub mod prompts;
