@@ -160,7 +160,7 @@ pub fn evaluate(
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = mpsc::channel::<SampleRecord>();
     let gen_stats = Mutex::new((0usize, 0f64));
-    let mut write_err = None;
+    let mut write_err: Option<results::ResultsError> = None;
     std::thread::scope(|s| {
         // Judges.
         for _ in 0..cfg.workers.max(1) {
