@@ -60,14 +60,27 @@ pub fn run(sandbox: &Sandbox, bench: Benchmark, task: &Task, program: &str) -> V
         Err(e) => return Visible::Fail(format!("sandbox: {e}")),
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = text.lines().rev().find_map(|l| l.strip_prefix(&format!("{nonce} "))) else {
+    let Some(line) = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{nonce} ")))
+    else {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Visible::Fail(format!("did not finish ({:?}): {}", out.status, tail(&err, 800)));
+        return Visible::Fail(format!(
+            "did not finish ({:?}): {}",
+            out.status,
+            tail(&err, 800)
+        ));
     };
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
     match v["status"].as_str() {
         Some("pass") => Visible::Pass,
-        _ => Visible::Fail(v["message"].as_str().unwrap_or("unreadable verdict").to_string()),
+        _ => Visible::Fail(
+            v["message"]
+                .as_str()
+                .unwrap_or("unreadable verdict")
+                .to_string(),
+        ),
     }
 }
 
@@ -90,6 +103,8 @@ pub fn nonce() -> String {
             .unwrap_or(0),
     );
     let a = h.finish();
-    let b = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let b = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     format!("apr-{a:016x}{b:016x}")
 }
