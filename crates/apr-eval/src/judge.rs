@@ -75,7 +75,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -266,9 +265,6 @@ impl Split {
     }
 }
 
-/// (task id, split) -> the pickle bytes while some check holds them.
-type PickleMap = HashMap<(String, Split), Weak<Vec<u8>>>;
-
 pub struct Judge<'a> {
     dataset: &'a Dataset,
     sandbox: &'a Sandbox,
@@ -279,8 +275,6 @@ pub struct Judge<'a> {
     gt_dir: Option<PathBuf>,
     times: HashMap<String, Times>,
     gt_note: String,
-    /// Pickles being used by running checks, shared between concurrent checks of a task.
-    pickles: Mutex<PickleMap>,
     numpy_version: Option<String>,
     numpy_runs: AtomicU64,
     python_runs: AtomicU64,
@@ -297,7 +291,6 @@ impl<'a> Judge<'a> {
             gt_dir: None,
             times: HashMap::new(),
             gt_note: String::new(),
-            pickles: Mutex::new(HashMap::new()),
             numpy_version: None,
             numpy_runs: AtomicU64::new(0),
             python_runs: AtomicU64::new(0),
@@ -465,7 +458,6 @@ impl<'a> Judge<'a> {
         // untrusted_check: min(cap, sum) + 1 (+1 without fast_check), then join(timeout + 1).
         let deadline =
             EVALPLUS_TASK_TIMEOUT_CAP.min(limits) + 2.0 + if o.fast_check { 0.0 } else { 1.0 };
-        let pickle = self.pickle(&task.task_id, split)?;
         let header = json!({
             "dataset": if self.dataset.benchmark == Benchmark::HumanEvalPlus { "humaneval" } else { "mbpp" },
             "split": split.name(),
@@ -477,13 +469,23 @@ impl<'a> Judge<'a> {
             "mem_bytes": o.mem_bytes,
         });
         let nonce = nonce();
-        let stdin = request(
+        let dir = self
+            .gt_dir
+            .as_ref()
+            .ok_or_else(|| JudgeError::NotPrepared {
+                task: task.task_id.clone(),
+            })?;
+        let path = dir.join(format!("{}.{}.pkl", safe_name(&task.task_id), split.name()));
+        // The pickle is read straight into the request (MBPP+ has an 800 MB one).
+        let mut stdin = request(
             &nonce,
             header,
             &[solution.as_bytes(), task.raw.as_bytes()],
-            &pickle,
+            &[],
         );
-        drop(pickle);
+        std::fs::File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut stdin))
+            .map_err(|e| JudgeError::Cache { path, source: e })?;
         let slack = SETUP_SLACK + SETUP_SLACK_PER_MIB * (stdin.len() >> 20) as u32;
         let out = self.sandbox.run(&Job {
             script: &self.plus_script,
@@ -497,27 +499,6 @@ impl<'a> Judge<'a> {
             _ => 0,
         };
         Ok(v)
-    }
-
-    /// The ground-truth pickle of one split, shared by checks of the same task in flight.
-    fn pickle(&self, task_id: &str, split: Split) -> Result<Arc<Vec<u8>>, JudgeError> {
-        let key = (task_id.to_string(), split);
-        let mut map = self.pickles.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = map.get(&key).and_then(Weak::upgrade) {
-            return Ok(p);
-        }
-        let dir = self
-            .gt_dir
-            .as_ref()
-            .ok_or_else(|| JudgeError::NotPrepared {
-                task: task_id.into(),
-            })?;
-        let path = dir.join(format!("{}.{}.pkl", safe_name(task_id), split.name()));
-        let bytes =
-            Arc::new(std::fs::read(&path).map_err(|e| JudgeError::Cache { path, source: e })?);
-        map.retain(|_, w| w.strong_count() > 0);
-        map.insert(key, Arc::downgrade(&bytes));
-        Ok(bytes)
     }
 
     fn probe_numpy(&self) -> Result<Option<String>, JudgeError> {

