@@ -179,6 +179,9 @@ pub struct JudgeOptions {
     pub cache_dir: Option<PathBuf>,
     /// RLIMIT_AS the judge sets for itself (EvalPlus: 4 GiB, capped at physical memory).
     pub mem_bytes: Option<u64>,
+    /// Plus: compare floats with numpy.allclose when numpy is importable (false: always the
+    /// pure-Python stand-in).
+    pub use_numpy: bool,
 }
 
 impl Default for JudgeOptions {
@@ -192,6 +195,7 @@ impl Default for JudgeOptions {
             recursion_room: Some(EVALPLUS_RECURSION_ROOM),
             cache_dir: None,
             mem_bytes: None,
+            use_numpy: true,
         }
     }
 }
@@ -308,7 +312,11 @@ impl<'a> Judge<'a> {
         if !self.dataset.benchmark.is_plus() {
             return Ok(());
         }
-        self.numpy_version = self.probe_numpy()?;
+        self.numpy_version = if self.opts.use_numpy {
+            self.probe_numpy()?
+        } else {
+            None
+        };
         let root = self.opts.cache_dir.clone().unwrap_or_else(cache_dir);
         let dir = root.join(&self.dataset.sha256);
         let t0 = Instant::now();
@@ -350,6 +358,7 @@ impl<'a> Judge<'a> {
                 let f = self.float_compare();
                 let floats = match &f.numpy_version {
                     Some(v) => format!("numpy {v} allclose"),
+                    None if !o.use_numpy => "pure-Python allclose (numpy off)".into(),
                     None => "pure-Python allclose (numpy not importable)".into(),
                 };
                 format!(
@@ -465,6 +474,7 @@ impl<'a> Judge<'a> {
             "gt_time_limit_factor": o.gt_time_limit_factor,
             "fast_check": o.fast_check,
             "recursion_room": o.recursion_room,
+            "use_numpy": o.use_numpy,
             "deadline": deadline,
             "mem_bytes": o.mem_bytes,
         });

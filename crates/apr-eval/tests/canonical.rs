@@ -405,3 +405,151 @@ fn hostile_candidates_end_as_clean_non_passes() {
         );
     }
 }
+
+/// EvalPlus rules that a straightforward reimplementation would get "right" and so differ:
+/// the atol that turns 1e-6 at the first float output and stays so, special MBPP oracles.
+/// Checked with numpy and with the pure-Python allclose.
+#[test]
+fn evalplus_quirks_on_crafted_tasks() {
+    let _one = serial();
+    let sb = sandbox();
+    let cache = std::env::temp_dir().join(format!("apr-judge-quirks-{}", std::process::id()));
+    let he = concat!(
+        r#"{"task_id": "Quirk/0", "prompt": "def f(x):\n", "entry_point": "f", "canonical_solution": "    return x\n", "#,
+        r#""base_input": [[1.0], [[1, 2.0]]], "plus_input": [[[1, 2.0]], [1.0]], "atol": 0}"#
+    );
+    let mb = concat!(
+        r#"{"task_id": "Mbpp/9001", "prompt": "", "entry_point": "sum_div", "canonical_solution": "def sum_div(n):\n    return sum(i for i in range(1, n) if n % i == 0)\n", "#,
+        r#""base_input": [[8], [12]], "plus_input": [[7]], "atol": 0}"#,
+        "\n",
+        r#"{"task_id": "Mbpp/9002", "prompt": "", "entry_point": "similar_elements", "canonical_solution": "def similar_elements(a, b):\n    return tuple(sorted(set(a) & set(b)))\n", "#,
+        r#""base_input": [[[1, 2, 3], [3, 2]]], "plus_input": [[[5, 4], [4, 5, 6]]], "atol": 0}"#
+    );
+    // f: off by 1e-9 on floats. Base meets the float 1.0 first, so atol is 1e-6 when the
+    // mixed list [1, 2.0] comes; plus meets the list first, compared exactly: a fail.
+    let off = "def f(x):\n    if isinstance(x, float):\n        return x + 1e-9\n    return [x[0], x[1] + 1e-9]\n";
+    for use_numpy in [true, false] {
+        let opts = JudgeOptions {
+            cache_dir: Some(cache.clone()),
+            use_numpy,
+            ..opts()
+        };
+        let ds = datasets::from_bytes(
+            Benchmark::HumanEvalPlus,
+            None,
+            "quirks.jsonl",
+            he.as_bytes(),
+        )
+        .unwrap();
+        let mut judge = Judge::new(&ds, &sb, opts.clone());
+        judge.prepare(&|_: &str| {}).unwrap();
+        let v = judge.check(&ds.tasks[0], off).unwrap();
+        assert!(v.base.passed(), "{v:?}");
+        let plus = v.plus.unwrap();
+        assert_eq!(plus.error_kind.as_deref(), Some("wrong-output"), "{plus:?}");
+        let f = judge.float_compare();
+        assert_eq!(
+            (f.numpy_runs > 0, f.python_runs > 0),
+            (use_numpy, !use_numpy),
+            "{f:?}"
+        );
+        eprintln!("{}", judge.describe());
+
+        let ds = datasets::from_bytes(
+            Benchmark::MbppPlus,
+            None,
+            "quirks-mbpp.jsonl",
+            mb.as_bytes(),
+        )
+        .unwrap();
+        let mut judge = Judge::new(&ds, &sb, opts);
+        judge.prepare(&|_: &str| {}).unwrap();
+        // sum_div (Mbpp/295's oracle) accepts 0 whatever the input.
+        let v = judge
+            .check(&ds.tasks[0], "def sum_div(n):\n    return 0\n")
+            .unwrap();
+        assert!(v.passed(), "{v:?}");
+        let v = judge
+            .check(&ds.tasks[0], "def sum_div(n):\n    return 1\n")
+            .unwrap();
+        assert!(!v.base.passed(), "{v:?}");
+        // similar_elements compares as sets.
+        let v = judge
+            .check(
+                &ds.tasks[1],
+                "def similar_elements(a, b):\n    return [3, 2]\n",
+            )
+            .unwrap();
+        assert!(v.base.passed(), "{v:?}");
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// The pure-Python allclose against numpy.allclose on random nests of numbers (host python3
+/// with numpy; skipped without it).
+#[test]
+fn allclose_stand_in_matches_numpy() {
+    let _one = serial();
+    const FUZZ: &str = r#"
+import random, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+rng = random.Random(7)
+def num():
+    r = rng.random()
+    if r < 0.1: return rng.choice([float("inf"), -float("inf"), float("nan"), 0.0, -0.0])
+    if r < 0.3: return rng.randint(-5, 5)
+    if r < 0.35: return rng.choice([True, False])
+    if r < 0.4: return complex(rng.random(), rng.random())
+    if r < 0.42: return rng.choice(["a", None, 2**70, 2**63])
+    return rng.uniform(-3, 3)
+def perturb(v):
+    if isinstance(v, list): return [perturb(x) for x in v]
+    if isinstance(v, tuple): return tuple(perturb(x) for x in v)
+    if isinstance(v, float) and rng.random() < 0.5:
+        return v + rng.choice([1e-9, 1e-7, 1e-6, 1e-5, 1e-3]) * rng.choice([1, -1])
+    return num() if rng.random() < 0.05 else v
+def val(depth=0):
+    if depth < 3 and rng.random() < 0.5:
+        proto = val(depth + 1)
+        items = [perturb(proto) if rng.random() < 0.8 else val(depth + 1) for _ in range(rng.randint(0, 3))]
+        return items if rng.random() < 0.6 else tuple(items)
+    return num()
+def outcome(f, a, b, atol):
+    try:
+        return bool(f(a, b, rtol=1e-7, atol=atol))
+    except Exception:
+        return "error"
+bad = 0
+for _ in range(20000):
+    a = val()
+    b = perturb(a) if rng.random() < 0.8 else val()
+    atol = rng.choice([1e-6, 1e-4, 0.0])
+    want = outcome(np.allclose, a, b, atol)
+    got = outcome(lambda x, y, rtol, atol: allclose_py(x, y, rtol, atol), a, b, atol)
+    if want != got:
+        bad += 1
+        print("MISMATCH", repr(a)[:100], repr(b)[:100], atol, want, got)
+print("checked 20000, mismatches", bad)
+"#;
+    let has_numpy = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_numpy {
+        eprintln!("skipped: host python3 has no numpy");
+        return;
+    }
+    let data = include_str!("../src/judge/evalplus_data.py");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!("{data}\n{FUZZ}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("mismatches 0"),
+        "{text}"
+    );
+}

@@ -5,7 +5,7 @@
 #
 # Header: {"dataset": "humaneval"|"mbpp", "split": "base"|"plus", "min_time_limit": 1.0,
 #          "gt_time_limit_factor": 4.0, "fast_check": true, "recursion_room": 969|null,
-#          "deadline": seconds|null, "mem_bytes": int|null}
+#          "use_numpy": true, "deadline": seconds|null, "mem_bytes": int|null}
 # Sections: 0 the solution program, 1 the task's dataset record (JSON text, as shipped);
 # then the ground truth of this split to the end of stdin: a pickle of (outputs, seconds per
 # input), unpickled from the stream (MBPP+ has an 800 MB one).
@@ -91,7 +91,9 @@ def setup(header, stream):
     )
     # numpy where EvalPlus would call np.allclose (a float tolerance may apply), imported now
     # rather than under the guard; without it allclose_py stands in.
-    if st["atol"] != 0 or any(is_floats(e) for e in expected) or "numpy" in st["solution"]:
+    if not st.get("use_numpy", True):
+        set_numpy_allowed(False)
+    elif st["atol"] != 0 or any(is_floats(e) for e in expected) or "numpy" in st["solution"]:
         try:
             import numpy  # noqa: F401
         except Exception:
@@ -161,7 +163,7 @@ def execute(reporter, st):
                     assert type(out) == type(exp)
                     if isinstance(exp, (list, tuple)):
                         assert len(out) == len(exp)
-                    floats = "numpy" if numpy_or_none() is not None else "python"
+                    floats = "numpy" if numpy_for_allclose() is not None else "python"
                     assert allclose(out, exp, 1e-07, atol)
                 else:
                     assert exact_match

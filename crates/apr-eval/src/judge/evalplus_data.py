@@ -115,8 +115,19 @@ def mbpp_deserialize(task_id, inputs):
 # ---- float comparison ----
 
 
+_NUMPY_ALLOWED = [True]
+
+
+def set_numpy_allowed(allowed):
+    _NUMPY_ALLOWED[0] = allowed
+
+
 def numpy_or_none():
     return _sys_ep.modules.get("numpy")
+
+
+def numpy_for_allclose():
+    return numpy_or_none() if _NUMPY_ALLOWED[0] else None
 
 
 def is_floats(x):
@@ -224,7 +235,7 @@ def allclose_py(a, b, rtol, atol):
 
 
 def allclose(a, b, rtol, atol):
-    np = numpy_or_none()
+    np = numpy_for_allclose()
     if np is not None:
         return np.allclose(a, b, rtol=rtol, atol=atol)
     return allclose_py(a, b, rtol, atol)
