@@ -50,11 +50,16 @@
 //!     solution's globals is a fail; the globals dict is `{}`, so `__name__` is "builtins" and
 //!     `if __name__ == "__main__":` blocks do not run.
 //! 11. Recursion room: EvalPlus calls the entry point deep inside a pool worker's stack
-//!     (969 more nested calls fit on CPython 3.11); the judge pads its stack to the same room.
+//!     (969 more nested calls fit on CPython 3.11 when started as the `evalplus.evaluate`
+//!     console script; `python -m evalplus.evaluate` leaves a few less); the judge pads its
+//!     stack to the console script's room.
 //! 12. The reference child has numpy, pandas and much of the standard library imported
 //!     before its guard; the judge imports the common standard modules (and numpy/pandas when
 //!     the solution names them) before its guard.
 //! 13. HumanEval+'s `contract` field is not used when evaluating.
+//!
+//! The ground truth is computed outside the sandbox (the canonical solutions come with the
+//! dataset and are trusted, as in EvalPlus), by the sandbox's interpreter with its environment.
 //!
 //! # Where apr differs on purpose
 //! - A run that ends without a verdict and was not killed at the deadline (`os._exit`,
