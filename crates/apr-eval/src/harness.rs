@@ -385,26 +385,7 @@ fn generate_one(
 }
 
 fn blank_record(task: &Task, sample: usize) -> SampleRecord {
-    SampleRecord {
-        task_id: task.task_id.clone(),
-        sample,
-        prompt: String::new(),
-        completion: String::new(),
-        program: String::new(),
-        status: String::new(),
-        base_status: None,
-        plus_status: None,
-        error_kind: None,
-        message: String::new(),
-        gen_s: 0.0,
-        exec_s: 0.0,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        stop: None,
-        logprob: None,
-        visible_pass: None,
-        rounds: 0,
-    }
+    SampleRecord::blank(&task.task_id, sample)
 }
 
 /// A sample from a samples file: `solution` is the whole program already.

@@ -75,6 +75,30 @@ pub struct SampleRecord {
 }
 
 impl SampleRecord {
+    /// A record with nothing filled in but its task and index.
+    pub fn blank(task_id: &str, sample: usize) -> Self {
+        SampleRecord {
+            task_id: task_id.to_string(),
+            sample,
+            prompt: String::new(),
+            completion: String::new(),
+            program: String::new(),
+            status: String::new(),
+            base_status: None,
+            plus_status: None,
+            error_kind: None,
+            message: String::new(),
+            gen_s: 0.0,
+            exec_s: 0.0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            stop: None,
+            logprob: None,
+            visible_pass: None,
+            rounds: 0,
+        }
+    }
+
     pub fn base_passed(&self) -> bool {
         self.base_status.as_deref().unwrap_or(&self.status) == "pass"
     }
@@ -328,24 +352,11 @@ mod tests {
 
     fn rec(task: &str, sample: usize, status: &str, lp: f64, program: &str) -> SampleRecord {
         SampleRecord {
-            task_id: task.into(),
-            sample,
-            prompt: String::new(),
-            completion: String::new(),
             program: program.into(),
             status: status.into(),
-            base_status: None,
-            plus_status: None,
-            error_kind: None,
-            message: String::new(),
-            gen_s: 0.0,
-            exec_s: 0.0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            stop: None,
             logprob: Some(lp),
             visible_pass: Some(status == "pass"),
-            rounds: 0,
+            ..SampleRecord::blank(task, sample)
         }
     }
 
