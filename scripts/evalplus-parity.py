@@ -258,6 +258,7 @@ def run_evalplus(args, dataset, samples):
     if os.path.exists(result):
         os.remove(result)
     env = dict(os.environ, **{OVERRIDE_ENV[dataset]: DATA[dataset], "XDG_CACHE_HOME": args.evalplus_cache})
+    env.update(kv.split("=", 1) for kv in args.evalplus_env)
     # The console script, as EvalPlus documents it: `python -m evalplus.evaluate` calls the
     # entry point a few frames deeper, which leaves candidates less recursion room.
     script = os.path.join(os.path.dirname(args.evalplus_python), "evalplus.evaluate")
@@ -279,6 +280,8 @@ def run_evalplus(args, dataset, samples):
 
 def run_apr(args, dataset, samples):
     outdir = samples[: -len(".jsonl")] + ".apr"
+    if args.reuse_apr and os.path.exists(os.path.join(outdir, "summary.json")):
+        return _read_apr(outdir) + (None,)
     shutil.rmtree(outdir, ignore_errors=True)
     cmd = [args.apr, "eval", APR_BENCH[dataset], "--samples", samples, "--out", outdir,
            "--workers", str(args.parallel), "--json"]
@@ -286,6 +289,10 @@ def run_apr(args, dataset, samples):
     with open(samples + ".apr.log", "w") as f:
         subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True, stdin=subprocess.DEVNULL)
     secs = time.time() - t
+    return _read_apr(outdir) + (secs,)
+
+
+def _read_apr(outdir):
     out = {}
     with open(os.path.join(outdir, "samples.jsonl")) as f:
         for line in f:
@@ -294,7 +301,7 @@ def run_apr(args, dataset, samples):
                 out[(r["task_id"], r["sample"])] = (r.get("base_status"), r.get("plus_status"), r.get("error_kind"), r.get("message"))
     with open(os.path.join(outdir, "summary.json")) as f:
         summary = json.load(f)
-    return out, secs, summary
+    return out, summary
 
 
 def main():
@@ -308,6 +315,10 @@ def main():
     ap.add_argument("--work", default="/tmp/apr-parity")
     ap.add_argument("--evalplus-cache", default="/tmp/apr-parity/evalplus-cache")
     ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--evalplus-env", action="append", default=[], metavar="K=V",
+                    help="extra environment for EvalPlus, e.g. EVALPLUS_MAX_MEMORY_BYTES=-1")
+    ap.add_argument("--reuse-apr", action="store_true", help="reuse apr's results of an earlier run")
+    ap.add_argument("--tag", default="", help="suffix for the report name")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
@@ -330,8 +341,9 @@ def parity(args, dataset, src):
     print(f"== {dataset}: {os.path.relpath(src, ROOT)} ({len(labels) - len(padded)} samples)", flush=True)
     ep, ep_secs = run_evalplus(args, dataset, work)
     print(f"   evalplus 0.3.1: {ep_secs:.0f}s", flush=True)
-    apr, apr_secs, summary = run_apr(args, dataset, work)
-    print(f"   apr: {apr_secs:.0f}s ({summary.get('judge', '')})", flush=True)
+    apr, summary, apr_secs = run_apr(args, dataset, work)
+    took = "reused" if apr_secs is None else f"{apr_secs:.0f}s"
+    print(f"   apr: {took} ({summary.get('judge', '')})", flush=True)
 
     rows = []
     index = Counter()
@@ -353,7 +365,8 @@ def parity(args, dataset, src):
         return e[k] == a[k], (e[k] == "pass") == (a[k] == "pass")
 
     report = {"dataset": dataset, "samples_file": os.path.relpath(src, ROOT), "samples": len(rows),
-              "evalplus_seconds": round(ep_secs, 1), "apr_seconds": round(apr_secs, 1),
+              "evalplus_env": args.evalplus_env,
+              "evalplus_seconds": round(ep_secs, 1), "apr_seconds": apr_secs and round(apr_secs, 1),
               "apr_judge": summary.get("judge"), "counts": {}, "differences": []}
     for k, split in ((0, "base"), (1, "plus")):
         c = Counter()
@@ -389,7 +402,7 @@ def parity(args, dataset, src):
         pass_at_1[who] = {"base": round(sum(b / t for t, b, _ in per.values()) / n, 6),
                           "plus": round(sum(p / t for t, _, p in per.values()) / n, 6)}
     report["pass@1"] = pass_at_1
-    path = os.path.join(args.out, f"{stem}.parity.json")
+    path = os.path.join(args.out, f"{stem}{'.' + args.tag if args.tag else ''}.parity.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
     for split, c in report["counts"].items():
