@@ -221,6 +221,27 @@ def make_samples(dataset, path):
     print(f"wrote {len(rows)} samples to {os.path.relpath(path, ROOT)}")
 
 
+def model_samples(dataset, dirs, path):
+    """Real model outputs: every scored sample of the apr results folders of this dataset."""
+    want = "HumanEval/" if dataset == "humaneval" else "Mbpp/"
+    rows = []
+    for d in dirs:
+        label = os.path.basename(os.path.dirname(os.path.abspath(d)))
+        with open(os.path.join(d, "samples.jsonl")) as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if r.get("task_id", "").startswith(want) and r.get("program") is not None:
+                    rows.append({"task_id": r["task_id"], "solution": r["program"], "mutant": label})
+    if rows:
+        with open(path, "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        print(f"wrote {len(rows)} model samples to {os.path.relpath(path, ROOT)}")
+
+
 # ---------------------------------------------------------------- running both sides
 
 
@@ -319,6 +340,9 @@ def main():
                     help="extra environment for EvalPlus, e.g. EVALPLUS_MAX_MEMORY_BYTES=-1")
     ap.add_argument("--reuse-apr", action="store_true", help="reuse apr's results of an earlier run")
     ap.add_argument("--tag", default="", help="suffix for the report name")
+    ap.add_argument("--from-results", nargs="*", default=[], metavar="DIR",
+                    help="apr results folders (humaneval*/mbppplus runs of real models): their programs "
+                         "become results/parity/model-samples-<dataset>.jsonl, labelled by model folder")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
@@ -328,6 +352,9 @@ def main():
         gen = os.path.join(args.out, f"samples-{ds}.jsonl")
         if args.make_samples:
             make_samples(ds, gen)
+        model = os.path.join(args.out, f"model-samples-{ds}.jsonl")
+        if args.from_results:
+            model_samples(ds, args.from_results, model)
         if not args.samples:
             files = [f for f in (gen, os.path.join(args.out, f"model-samples-{ds}.jsonl")) if os.path.exists(f)]
         for src in files:
