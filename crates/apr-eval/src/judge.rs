@@ -65,6 +65,11 @@
 //! - A run that ends without a verdict and was not killed at the deadline (`os._exit`,
 //!   a signal, the memory limit) is a **fail** (`no-verdict` / `killed`); both references call
 //!   it "timed out"/"timeout" because they cannot tell.
+//! - The 4 GiB RLIMIT_AS is the candidate's own: the judge is a fresh interpreter (about
+//!   28 MB mapped when candidate code starts). The reference sets the same limit in a child
+//!   forked from its evaluator, which already maps every task's inputs and expected outputs
+//!   (3.07 GiB measured on MBPP+), so memory-heavy candidates fail there, by an amount that
+//!   depends on the evaluator process; results/parity/README.md lists the tasks.
 //! - PYTHONHASHSEED is 0 for the ground truth and every run (the reference uses one random
 //!   seed per invocation, shared by its ground truth only when that was computed in the same
 //!   invocation), so str-set iteration order is the same for canonical and candidate code.
