@@ -499,14 +499,19 @@ fn settings(
         "samples_file": samples.map(|p| p.display().to_string()),
         "prompt_strategy": if samples.is_some() { None } else { Some(cfg.strategy.clone()) },
         "n_samples": cfg.n_samples,
-        "temperature": cfg.temperature,
-        "top_p": cfg.top_p,
+        "temperature": f32_decimal(cfg.temperature),
+        "top_p": f32_decimal(cfg.top_p),
         "seed": cfg.seed,
         "max_tokens": cfg.max_tokens,
         "timeout_s": cfg.timeout_s,
         "workers": cfg.workers,
         "limit": cfg.limit,
     })
+}
+
+/// An f32 setting as the f64 of its shortest decimal form (0.95, not 0.949999988079071).
+fn f32_decimal(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -670,11 +675,12 @@ fn report(s: &serde_json::Value, tasks: &[&Task], records: &[SampleRecord]) -> S
             .iter()
             .find(|r| !r.passed())
             .map(|r| {
-                let m = format!(
-                    "{} {}",
-                    r.error_kind.as_deref().unwrap_or(&r.status),
-                    r.message
-                );
+                let kind = r.error_kind.as_deref().unwrap_or(&r.status);
+                let m = if r.message.starts_with(kind) {
+                    r.message.clone()
+                } else {
+                    format!("{kind} {}", r.message)
+                };
                 m.replace('|', "\\|")
                     .replace('\n', " ")
                     .chars()

@@ -117,6 +117,17 @@ pub struct Store {
 const RUN: &str = "run.json";
 const SAMPLES: &str = "samples.jsonl";
 
+/// Settings values are equal; numbers that differ only in the last digits of an f32 widened
+/// to f64 (an older run.json stored 0.95 as 0.949999988079071) count as equal.
+fn same_setting(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) if a.is_f64() || b.is_f64() => {
+            (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1.0)
+        }
+        _ => a == b,
+    }
+}
+
 impl Store {
     /// Opens (or creates) `dir` for a run with `settings`. Records already there are kept when
     /// the settings match (keys in `ignore` may differ); a torn last line from an interrupted
@@ -143,7 +154,7 @@ impl Store {
                         continue;
                     }
                     let ov = o.get(k).cloned().unwrap_or(serde_json::Value::Null);
-                    if &ov != v {
+                    if !same_setting(&ov, v) {
                         return Err(ResultsError::Mismatch {
                             dir: dir.to_path_buf(),
                             what: k.clone(),
@@ -391,6 +402,22 @@ mod tests {
             Err(ResultsError::Mismatch { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn widened_f32_settings_match_their_decimal() {
+        let old = serde_json::json!(f64::from(0.95f32));
+        assert!(same_setting(&old, &serde_json::json!(0.95)));
+        assert!(!same_setting(&old, &serde_json::json!(0.9)));
+        assert!(!same_setting(&serde_json::json!(1), &serde_json::json!(2)));
+        assert!(same_setting(
+            &serde_json::Value::Null,
+            &serde_json::Value::Null
+        ));
+        assert!(!same_setting(
+            &serde_json::json!(0.0),
+            &serde_json::Value::Null
+        ));
     }
 
     #[test]
