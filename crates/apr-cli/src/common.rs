@@ -34,9 +34,11 @@ impl ModelArgs {
 
     pub fn load(&self) -> Result<Engine> {
         let path = self.path()?;
-        // APR_KERNEL=scalar runs the reference kernels (A/B checks of the SIMD ones).
-        if std::env::var("APR_KERNEL").is_ok_and(|v| v == "scalar") {
-            apr_core::quant::force_scalar(true);
+        // APR_KERNEL=scalar|avx2|avx512vnni picks a kernel family (A/B checks of the others).
+        if let Ok(k) = std::env::var("APR_KERNEL") {
+            apr_core::quant::force_kernel(&k)
+                .map_err(anyhow::Error::msg)
+                .context("APR_KERNEL is set to a kernel family this machine cannot run")?;
         }
         let t = std::time::Instant::now();
         let e = Engine::load(&path, self.threads())

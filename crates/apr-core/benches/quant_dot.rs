@@ -3,7 +3,8 @@
 //! Run: cargo bench -p apr-core --bench quant_dot [-- ROWS]
 
 use apr_core::quant::{
-    gemv, kernel_name, quantize_activation, vec_dot, vec_dot_multi, vec_dot_type, GgmlType,
+    force_kernel, gemv, kernel_name, quantize_activation, vec_dot, vec_dot_multi, vec_dot_type,
+    GgmlType, PackedMatrix,
 };
 use std::time::Instant;
 
@@ -32,6 +33,9 @@ fn main() {
         state ^= state << 17;
         state
     };
+    if let Ok(k) = std::env::var("APR_KERNEL") {
+        force_kernel(&k).expect("APR_KERNEL names a kernel family this CPU has");
+    }
     println!("kernel {}, {rows} rows x {K}", kernel_name());
     for ty in TYPES {
         let rb = ty.bytes_for(K).unwrap();
@@ -82,6 +86,16 @@ fn main() {
             sink += rows_out[0];
         }
         let tg = t.elapsed().as_secs_f64() / iters as f64;
+        let mut packed_gbs = 0.0;
+        if let Some(p) = PackedMatrix::pack(ty, rows, K, &w).unwrap() {
+            let t = Instant::now();
+            for _ in 0..iters {
+                p.gemm(0..p.panels(), xs[0], 1, &mut rows_out, rows)
+                    .unwrap();
+                sink += rows_out[0];
+            }
+            packed_gbs = p.bytes() as f64 / (t.elapsed().as_secs_f64() / iters as f64) / 1e9;
+        }
         let mut out = [0f32; 4];
         let t = Instant::now();
         for _ in 0..iters {
@@ -92,12 +106,13 @@ fn main() {
         }
         let t4 = t.elapsed().as_secs_f64() / iters as f64;
         println!(
-            "{:5} {:6.1} MB  1 col: {:6.2} GB/s {:6.2} Gelem/s  gemv {:6.2} GB/s  4 col: {:6.2} Gelem/s (x{:.2})  [{}]",
+            "{:5} {:6.1} MB  1 col: {:6.2} GB/s {:6.2} Gelem/s  gemv {:6.2} GB/s  packed {:6.2} GB/s  4 col: {:6.2} Gelem/s (x{:.2})  [{}]",
             ty.name(),
             w.len() as f64 / 1e6,
             w.len() as f64 / t1 / 1e9,
             (rows * K) as f64 / t1 / 1e9,
             w.len() as f64 / tg / 1e9,
+            packed_gbs,
             (4 * rows * K) as f64 / t4 / 1e9,
             4.0 * t1 / t4,
             sink.is_finite()

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use apr_core::pool::{split_range, ThreadPool};
-use apr_core::quant::{self, GgmlType};
+use apr_core::quant::packed::PANEL_ROWS;
+use apr_core::quant::{self, GgmlType, PackedMatrix};
 use apr_formats::{Gguf, TensorInfo};
 
 use crate::{ModelError, Result};
 
 /// Weight rows each thread takes at a time (keeps per-thread ranges cache-line apart).
 const ROW_ALIGN: usize = 16;
+/// Packed panels each thread takes at a time.
+const PANEL_ALIGN: usize = 2;
 /// Activation rows dotted with one weight row per kernel call.
 const TOKEN_TILE: usize = 4;
 /// From this many activation rows on, threads split the rows of the batch and each runs the
@@ -62,6 +65,9 @@ pub struct Linear {
     /// Input features (elements per row).
     pub cols: usize,
     pub data: WeightData,
+    /// The weights repacked at load for this CPU's panel kernels, when it has them for `ty`;
+    /// products then read these instead of `data` (which keeps serving row lookups).
+    pub packed: Option<Arc<PackedMatrix>>,
     pub bias: Option<Vec<f32>>,
 }
 
@@ -83,18 +89,33 @@ impl Linear {
                 });
             }
         }
+        let data = WeightData::Mapped {
+            file: file.clone(),
+            offset: info.offset as usize,
+            len: info.n_bytes as usize,
+        };
+        let packed = PackedMatrix::pack(info.dtype, rows, cols, data.bytes())
+            .map_err(|e| ModelError::Tensor {
+                name: info.name.clone(),
+                msg: e.to_string(),
+            })?
+            .map(Arc::new);
         Ok(Linear {
             name: info.name.clone(),
             ty: info.dtype,
             rows,
             cols,
-            data: WeightData::Mapped {
-                file: file.clone(),
-                offset: info.offset as usize,
-                len: info.n_bytes as usize,
-            },
+            data,
+            packed,
             bias,
         })
+    }
+
+    /// Bytes a product reads: the packed copy when there is one, else the file's tensor.
+    pub fn weight_bytes(&self) -> usize {
+        self.packed
+            .as_ref()
+            .map_or(self.data.bytes().len(), |p| p.bytes())
     }
 
     pub fn row_bytes(&self) -> usize {
@@ -153,6 +174,31 @@ impl Linear {
         let (rows, cols, ty) = (self.rows, self.cols, self.ty);
         let dst = SyncPtr(out.as_mut_ptr());
         let bias = self.bias.as_deref();
+        if let Some(p) = &self.packed {
+            // Threads split the panels; each runs every token against its panels (a panel stays
+            // in L1 while the activation rows stream past it).
+            pool.run(|i, nt| {
+                let pr = split_range(p.panels(), i, nt, PANEL_ALIGN);
+                let (r0, r1) = (pr.start * PANEL_ROWS, pr.end * PANEL_ROWS);
+                if pr.is_empty() {
+                    return;
+                }
+                // SAFETY: each thread writes only columns r0..r1 of every token row.
+                let o = unsafe {
+                    std::slice::from_raw_parts_mut(dst.get().add(r0), (n - 1) * rows + r1 - r0)
+                };
+                let r = p.gemm(pr, &qx[..n * arb], n, o, rows);
+                debug_assert!(r.is_ok(), "weight and activation sizes are fixed at load");
+                if let Some(b) = bias {
+                    for t in 0..n {
+                        for (v, bb) in o[t * rows..t * rows + r1 - r0].iter_mut().zip(&b[r0..r1]) {
+                            *v += bb;
+                        }
+                    }
+                }
+            });
+            return;
+        }
         if n == 1 {
             // Decode: one matrix-vector product per thread over its rows.
             pool.run(|i, nt| {

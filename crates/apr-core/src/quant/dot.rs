@@ -49,50 +49,88 @@ pub fn reference_fn(w: GgmlType) -> RefFn {
 const ISA_UNKNOWN: u8 = 0;
 const ISA_SCALAR: u8 = 1;
 const ISA_AVX2: u8 = 2;
+const ISA_AVX512: u8 = 3;
 static ISA: AtomicU8 = AtomicU8::new(ISA_UNKNOWN);
 
-/// Whether the CPU has what the AVX2 kernels need (avx2 + fma + f16c).
-fn detect_avx2() -> bool {
+/// The kernel families, best last: (level, name). `force_kernel` takes these names.
+const ISAS: [(u8, &str); 3] = [
+    (ISA_SCALAR, "scalar"),
+    (ISA_AVX2, "avx2"),
+    (ISA_AVX512, "avx512vnni"),
+];
+
+/// The best kernel family this CPU runs: AVX-512 needs avx512f/bw/vl/vnni (on 256-bit
+/// registers), AVX2 needs avx2 + fma + f16c.
+fn detect() -> u8 {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx2")
+        let avx2 = is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
+            && is_x86_feature_detected!("f16c");
+        let avx512 = is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni");
+        match (avx2, avx512) {
+            (true, true) => ISA_AVX512,
+            (true, false) => ISA_AVX2,
+            _ => ISA_SCALAR,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        ISA_SCALAR
     }
 }
 
-/// Whether the AVX2 kernels run, detected once (or as set by [`force_scalar`]).
-pub(super) fn has_avx2() -> bool {
+#[inline]
+fn isa() -> u8 {
     let mut isa = ISA.load(Ordering::Relaxed);
     if isa == ISA_UNKNOWN {
-        isa = if detect_avx2() { ISA_AVX2 } else { ISA_SCALAR };
+        isa = detect();
         ISA.store(isa, Ordering::Relaxed);
     }
-    isa == ISA_AVX2
+    isa
+}
+
+/// Whether the AVX2 kernels may run (also true when the AVX-512 ones do: types without an
+/// AVX-512 kernel use the AVX2 one).
+pub(super) fn has_avx2() -> bool {
+    isa() >= ISA_AVX2
+}
+
+/// Whether the AVX-512 VNNI kernels run.
+pub(super) fn has_avx512() -> bool {
+    isa() >= ISA_AVX512
 }
 
 /// Makes every later dot use the scalar reference (`true`) or the best detected kernels
 /// (`false`), process-wide; for A/B checks of the fast kernels on real models.
 pub fn force_scalar(on: bool) {
-    let isa = if !on && detect_avx2() {
-        ISA_AVX2
-    } else {
-        ISA_SCALAR
-    };
-    ISA.store(isa, Ordering::Relaxed);
+    ISA.store(if on { ISA_SCALAR } else { detect() }, Ordering::Relaxed);
 }
 
-/// The kernel family [`vec_dot`] uses on this CPU: `"avx2"` or `"scalar"`.
-pub fn kernel_name() -> &'static str {
-    if has_avx2() {
-        "avx2"
-    } else {
-        "scalar"
+/// Makes every later dot use the kernel family `name` ("scalar", "avx2", "avx512vnni"),
+/// process-wide; an error names the families when `name` is unknown or this CPU lacks it.
+pub fn force_kernel(name: &str) -> Result<(), String> {
+    let best = detect();
+    let usable: Vec<&str> = ISAS.iter().filter(|i| i.0 <= best).map(|i| i.1).collect();
+    match ISAS.iter().find(|i| i.1.eq_ignore_ascii_case(name)) {
+        Some(&(level, _)) if level <= best => {
+            ISA.store(level, Ordering::Relaxed);
+            Ok(())
+        }
+        _ => Err(format!(
+            "kernel {name:?} is not available on this CPU (available: {})",
+            usable.join(", ")
+        )),
     }
+}
+
+/// The kernel family [`vec_dot`] uses on this CPU: `"avx512vnni"`, `"avx2"` or `"scalar"`.
+pub fn kernel_name() -> &'static str {
+    let level = isa();
+    ISAS.iter().find(|i| i.0 == level).map_or("scalar", |i| i.1)
 }
 
 /// Dot of one weight row (`n` elements of `w_ty`) with one activation row of
@@ -199,11 +237,12 @@ pub fn gemv(
 /// `gemv` rows with kernel `$k::<1>`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! each_row {
-    ($k:ident, $units:expr, $w:expr, $rb:expr, $x:expr, $out:expr) => {{
+    ($m:ident::$k:ident, $units:expr, $w:expr, $rb:expr, $x:expr, $out:expr) => {{
         let x = $x.as_ptr();
         for (o, w) in $out.iter_mut().zip($w.chunks_exact($rb)) {
-            // SAFETY: avx2/fma/f16c are present and gemv checked both rows hold `units` blocks.
-            *o = unsafe { super::dot_avx2::$k::<1>($units, w.as_ptr(), [x]) }[0];
+            // SAFETY: the module's CPU features are present (dispatch checked) and gemv checked
+            // both rows hold `units` blocks.
+            *o = unsafe { super::$m::$k::<1>($units, w.as_ptr(), [x]) }[0];
         }
         true
     }};
@@ -212,15 +251,25 @@ macro_rules! each_row {
 /// The AVX2 `gemv` loop; false when `w_ty` has no AVX2 kernel.
 #[cfg(target_arch = "x86_64")]
 fn avx2_rows(w_ty: GgmlType, units: usize, w: &[u8], rb: usize, x: &[u8], out: &mut [f32]) -> bool {
+    if has_avx512() {
+        match w_ty {
+            GgmlType::Q4_0 => return each_row!(dot_avx512::dot_q4_0_q8_0, units, w, rb, x, out),
+            GgmlType::Q5_0 => return each_row!(dot_avx512::dot_q5_0_q8_0, units, w, rb, x, out),
+            GgmlType::Q8_0 => return each_row!(dot_avx512::dot_q8_0_q8_0, units, w, rb, x, out),
+            GgmlType::Q4K => return each_row!(dot_avx512::dot_q4_k_q8_k, units, w, rb, x, out),
+            GgmlType::Q6K => return each_row!(dot_avx512::dot_q6_k_q8_k, units, w, rb, x, out),
+            _ => {}
+        }
+    }
     match w_ty {
-        GgmlType::F32 => each_row!(dot_f32_f32, units, w, rb, x, out),
-        GgmlType::F16 => each_row!(dot_f16_f32, units, w, rb, x, out),
-        GgmlType::BF16 => each_row!(dot_bf16_f32, units, w, rb, x, out),
-        GgmlType::Q4_0 => each_row!(dot_q4_0_q8_0, units, w, rb, x, out),
-        GgmlType::Q5_0 => each_row!(dot_q5_0_q8_0, units, w, rb, x, out),
-        GgmlType::Q8_0 => each_row!(dot_q8_0_q8_0, units, w, rb, x, out),
-        GgmlType::Q4K => each_row!(dot_q4_k_q8_k, units, w, rb, x, out),
-        GgmlType::Q6K => each_row!(dot_q6_k_q8_k, units, w, rb, x, out),
+        GgmlType::F32 => each_row!(dot_avx2::dot_f32_f32, units, w, rb, x, out),
+        GgmlType::F16 => each_row!(dot_avx2::dot_f16_f32, units, w, rb, x, out),
+        GgmlType::BF16 => each_row!(dot_avx2::dot_bf16_f32, units, w, rb, x, out),
+        GgmlType::Q4_0 => each_row!(dot_avx2::dot_q4_0_q8_0, units, w, rb, x, out),
+        GgmlType::Q5_0 => each_row!(dot_avx2::dot_q5_0_q8_0, units, w, rb, x, out),
+        GgmlType::Q8_0 => each_row!(dot_avx2::dot_q8_0_q8_0, units, w, rb, x, out),
+        GgmlType::Q4K => each_row!(dot_avx2::dot_q4_k_q8_k, units, w, rb, x, out),
+        GgmlType::Q6K => each_row!(dot_avx2::dot_q6_k_q8_k, units, w, rb, x, out),
         _ => false,
     }
 }
@@ -228,14 +277,15 @@ fn avx2_rows(w_ty: GgmlType, units: usize, w: &[u8], rb: usize, x: &[u8], out: &
 /// Runs `$k::<C>` over the columns in groups of up to four.
 #[cfg(target_arch = "x86_64")]
 macro_rules! in_groups {
-    ($k:ident, $units:expr, $w:expr, $xs:expr, $out:expr) => {{
-        use super::dot_avx2 as k;
+    ($m:ident::$k:ident, $units:expr, $w:expr, $xs:expr, $out:expr) => {{
+        use super::$m as k;
         let (units, w, xs, out): (usize, *const u8, &[&[u8]], &mut [f32]) =
             ($units, $w.as_ptr(), $xs, $out);
         let mut c = 0;
         while c < out.len() {
             let p = |i: usize| xs[c + i].as_ptr();
-            // SAFETY: avx2/fma/f16c are present (has_avx2) and every row holds `units` blocks.
+            // SAFETY: the module's CPU features are present (dispatch checked) and every row holds
+            // `units` blocks.
             let taken = unsafe {
                 match out.len() - c {
                     1 => {
@@ -269,15 +319,25 @@ macro_rules! in_groups {
 /// The AVX2 kernels; false when `w_ty` has none (the caller then runs the reference).
 #[cfg(target_arch = "x86_64")]
 fn avx2_cols(w_ty: GgmlType, units: usize, w: &[u8], xs: &[&[u8]], out: &mut [f32]) -> bool {
+    if has_avx512() {
+        match w_ty {
+            GgmlType::Q4_0 => return in_groups!(dot_avx512::dot_q4_0_q8_0, units, w, xs, out),
+            GgmlType::Q5_0 => return in_groups!(dot_avx512::dot_q5_0_q8_0, units, w, xs, out),
+            GgmlType::Q8_0 => return in_groups!(dot_avx512::dot_q8_0_q8_0, units, w, xs, out),
+            GgmlType::Q4K => return in_groups!(dot_avx512::dot_q4_k_q8_k, units, w, xs, out),
+            GgmlType::Q6K => return in_groups!(dot_avx512::dot_q6_k_q8_k, units, w, xs, out),
+            _ => {}
+        }
+    }
     match w_ty {
-        GgmlType::F32 => in_groups!(dot_f32_f32, units, w, xs, out),
-        GgmlType::F16 => in_groups!(dot_f16_f32, units, w, xs, out),
-        GgmlType::BF16 => in_groups!(dot_bf16_f32, units, w, xs, out),
-        GgmlType::Q4_0 => in_groups!(dot_q4_0_q8_0, units, w, xs, out),
-        GgmlType::Q5_0 => in_groups!(dot_q5_0_q8_0, units, w, xs, out),
-        GgmlType::Q8_0 => in_groups!(dot_q8_0_q8_0, units, w, xs, out),
-        GgmlType::Q4K => in_groups!(dot_q4_k_q8_k, units, w, xs, out),
-        GgmlType::Q6K => in_groups!(dot_q6_k_q8_k, units, w, xs, out),
+        GgmlType::F32 => in_groups!(dot_avx2::dot_f32_f32, units, w, xs, out),
+        GgmlType::F16 => in_groups!(dot_avx2::dot_f16_f32, units, w, xs, out),
+        GgmlType::BF16 => in_groups!(dot_avx2::dot_bf16_f32, units, w, xs, out),
+        GgmlType::Q4_0 => in_groups!(dot_avx2::dot_q4_0_q8_0, units, w, xs, out),
+        GgmlType::Q5_0 => in_groups!(dot_avx2::dot_q5_0_q8_0, units, w, xs, out),
+        GgmlType::Q8_0 => in_groups!(dot_avx2::dot_q8_0_q8_0, units, w, xs, out),
+        GgmlType::Q4K => in_groups!(dot_avx2::dot_q4_k_q8_k, units, w, xs, out),
+        GgmlType::Q6K => in_groups!(dot_avx2::dot_q6_k_q8_k, units, w, xs, out),
         _ => false,
     }
 }

@@ -239,3 +239,80 @@ fn gemv_matches_vec_dot_and_checks_lengths() {
         assert!(gemv(ty, n, &w, &x, &mut out[1..]).is_err());
     }
 }
+
+/// The AVX-512 kernels give the AVX2 kernels' results bit for bit (same integer lanes, same
+/// float steps), on one and on several activation rows.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_kernels_bit_equal_avx2() {
+    if !super::dot::has_avx512() {
+        eprintln!("no AVX-512 VNNI on this CPU: skipped");
+        return;
+    }
+    use super::{dot_avx2 as a2, dot_avx512 as a5};
+    type K<const N: usize> = unsafe fn(usize, *const u8, [*const u8; N]) -> [f32; N];
+    let kernels: [(GgmlType, K<1>, K<1>, K<3>, K<3>); 5] = [
+        (
+            GgmlType::Q4_0,
+            a2::dot_q4_0_q8_0::<1>,
+            a5::dot_q4_0_q8_0::<1>,
+            a2::dot_q4_0_q8_0::<3>,
+            a5::dot_q4_0_q8_0::<3>,
+        ),
+        (
+            GgmlType::Q5_0,
+            a2::dot_q5_0_q8_0::<1>,
+            a5::dot_q5_0_q8_0::<1>,
+            a2::dot_q5_0_q8_0::<3>,
+            a5::dot_q5_0_q8_0::<3>,
+        ),
+        (
+            GgmlType::Q8_0,
+            a2::dot_q8_0_q8_0::<1>,
+            a5::dot_q8_0_q8_0::<1>,
+            a2::dot_q8_0_q8_0::<3>,
+            a5::dot_q8_0_q8_0::<3>,
+        ),
+        (
+            GgmlType::Q4K,
+            a2::dot_q4_k_q8_k::<1>,
+            a5::dot_q4_k_q8_k::<1>,
+            a2::dot_q4_k_q8_k::<3>,
+            a5::dot_q4_k_q8_k::<3>,
+        ),
+        (
+            GgmlType::Q6K,
+            a2::dot_q6_k_q8_k::<1>,
+            a5::dot_q6_k_q8_k::<1>,
+            a2::dot_q6_k_q8_k::<3>,
+            a5::dot_q6_k_q8_k::<3>,
+        ),
+    ];
+    let mut rng = StdRng::seed_from_u64(17);
+    for (ty, k2, k5, k2x3, k5x3) in kernels {
+        for n in lengths(ty) {
+            let nb = n / ty.block_elems().max(vec_dot_type(ty).block_elems());
+            let w = random_row(ty, n, &mut rng);
+            let acts: Vec<Vec<u8>> = (0..3).map(|_| random_act(ty, n, &mut rng).1).collect();
+            let p = |c: usize| acts[c].as_ptr();
+            // SAFETY: AVX-512 VNNI (and so AVX2) was detected; every row holds nb blocks.
+            let (one2, one5, three2, three5) = unsafe {
+                (
+                    k2(nb, w.as_ptr(), [p(0)]),
+                    k5(nb, w.as_ptr(), [p(0)]),
+                    k2x3(nb, w.as_ptr(), [p(0), p(1), p(2)]),
+                    k5x3(nb, w.as_ptr(), [p(0), p(1), p(2)]),
+                )
+            };
+            assert_ne!(one2[0], 0.0, "{ty}: zero test data");
+            assert_eq!(one2[0].to_bits(), one5[0].to_bits(), "{ty} n={n}");
+            for c in 0..3 {
+                assert_eq!(
+                    three2[c].to_bits(),
+                    three5[c].to_bits(),
+                    "{ty} n={n} col {c}"
+                );
+            }
+        }
+    }
+}

@@ -8,6 +8,8 @@ mod dequant;
 mod dot;
 #[cfg(target_arch = "x86_64")]
 mod dot_avx2;
+#[cfg(target_arch = "x86_64")]
+mod dot_avx512;
 pub mod dot_ref;
 #[cfg(test)]
 mod dot_tests;
@@ -17,15 +19,19 @@ mod gemm;
 mod gemm_avx2;
 #[cfg(test)]
 mod gemm_tests;
+pub mod packed;
+#[cfg(target_arch = "x86_64")]
+mod packed_avx512;
 mod quantize;
 
 pub use dequant::dequantize;
 pub use dot::{
-    force_scalar, gemv, kernel_name, reference_fn, vec_dot, vec_dot_checked, vec_dot_multi,
-    vec_dot_type, RefFn, MAX_COLS,
+    force_kernel, force_scalar, gemv, kernel_name, reference_fn, vec_dot, vec_dot_checked,
+    vec_dot_multi, vec_dot_type, RefFn, MAX_COLS,
 };
 pub use error::QuantError;
 pub use gemm::{gemm, gemm_has_kernel};
+pub use packed::PackedMatrix;
 pub use quantize::{
     quantize_activation, quantize_row_q8_0, quantize_row_q8_0_act, quantize_row_q8_1,
     quantize_row_q8_k,

@@ -1,0 +1,224 @@
+//! Weight matrices repacked once at load into the layout the fastest kernel of this CPU reads:
+//! 8-row panels interleaved 4 bytes at a time, scales unpacked (see [`super::packed_avx512`]).
+//! One packed matrix serves every batch size, decode and prefill alike; results equal
+//! [`super::vec_dot`]'s bit for bit. Reference: ggml's `block_q4_Kx8` repacking
+//! (ggml-cpu/repack.cpp), which llama.cpp applies to Q4_K on AVX2 and up.
+
+use super::dot::{has_avx512, vec_dot_type};
+use super::error::{bytes_for, check_len};
+use super::{GgmlType, QuantError};
+
+/// Weight rows per panel.
+pub const PANEL_ROWS: usize = 8;
+
+/// A `[rows, cols]` weight matrix in packed panels.
+#[derive(Debug, Clone)]
+pub struct PackedMatrix {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+/// Bytes of one packed unit (a block of every row of a panel); None when `ty` has no packed
+/// kernel on this CPU.
+fn unit_bytes(ty: GgmlType) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        use super::packed_avx512 as k;
+        return match ty {
+            GgmlType::Q4K => Some(k::Q4K_UNIT),
+            _ => None,
+        };
+    }
+    let _ = ty;
+    None
+}
+
+impl PackedMatrix {
+    /// Packs `w` (`rows` ggml rows of `cols` elements of `ty`); None when this CPU has no packed
+    /// kernel for `ty` or `rows` is not a whole number of panels (the caller keeps `w` as it is).
+    pub fn pack(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        w: &[u8],
+    ) -> Result<Option<Self>, QuantError> {
+        const OP: &str = "pack";
+        let rb = bytes_for(OP, ty, cols)?;
+        check_len(OP, ty, "w", w.len(), rb * rows)?;
+        let Some(ub) = unit_bytes(ty) else {
+            return Ok(None);
+        };
+        if rows == 0 || !rows.is_multiple_of(PANEL_ROWS) {
+            return Ok(None);
+        }
+        let units = cols / ty.block_elems();
+        let pb = units * ub;
+        let mut data = vec![0u8; rows / PANEL_ROWS * pb];
+        for (p, dst) in data.chunks_exact_mut(pb).enumerate() {
+            let src = &w[p * PANEL_ROWS * rb..(p + 1) * PANEL_ROWS * rb];
+            match ty {
+                #[cfg(target_arch = "x86_64")]
+                GgmlType::Q4K => super::packed_avx512::pack_q4_k(units, src, rb, dst),
+                _ => unreachable!("unit_bytes covers the same types"),
+            }
+        }
+        Ok(Some(PackedMatrix {
+            ty,
+            rows,
+            cols,
+            data,
+        }))
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Bytes of the packed weights (what a product reads).
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+    /// Panels in the matrix.
+    pub fn panels(&self) -> usize {
+        self.rows / PANEL_ROWS
+    }
+
+    /// `out[t * ldo + r - 8 * panels.start] = vec_dot(W[r], X[t])` for the rows of `panels` and
+    /// the `n` activation rows (of `vec_dot_type(ty)`) in `x`. Lengths are checked once.
+    pub fn gemm(
+        &self,
+        panels: std::ops::Range<usize>,
+        x: &[u8],
+        n: usize,
+        out: &mut [f32],
+        ldo: usize,
+    ) -> Result<(), QuantError> {
+        const OP: &str = "packed gemm";
+        let x_ty = vec_dot_type(self.ty);
+        let xb = bytes_for(OP, x_ty, self.cols)?;
+        check_len(OP, x_ty, "x", x.len(), xb * n)?;
+        let width = panels.len() * PANEL_ROWS;
+        let need = if n == 0 { 0 } else { (n - 1) * ldo + width };
+        if panels.end > self.panels() || ldo < width || out.len() < need {
+            return Err(QuantError::Len {
+                op: OP,
+                ty: GgmlType::F32,
+                what: "out",
+                got: out.len(),
+                expected: need,
+            });
+        }
+        let units = self.cols / self.ty.block_elems();
+        let pb = self.data.len() / self.panels();
+        let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+        for (i, p) in panels.enumerate() {
+            let panel = self.data[p * pb..].as_ptr();
+            // SAFETY: the packed kernels exist only where has_avx512 held at pack time (the
+            // features do not change while the process runs); lengths were checked above: the
+            // panel holds `units` units, x holds n rows of xb bytes and out (n-1)*ldo + width
+            // floats, of which this panel writes columns 8i..8i+8 of every token row.
+            unsafe {
+                let o = op.add(i * PANEL_ROWS);
+                match self.ty {
+                    #[cfg(target_arch = "x86_64")]
+                    GgmlType::Q4K => tiles(units, panel, xp, xb, n, o, ldo),
+                    _ => unreachable!("pack covers the same types"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the Q4_K packed kernel over all `n` activation rows, four at a time.
+#[cfg(target_arch = "x86_64")]
+unsafe fn tiles(
+    nb: usize,
+    panel: *const u8,
+    x: *const u8,
+    xb: usize,
+    n: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    use super::packed_avx512::gemm_q4_k as k;
+    let xp = |t: usize| x.add(t * xb);
+    let op = |t: usize| out.add(t * ldo);
+    let mut t = 0;
+    while t + 4 <= n {
+        k::<4>(
+            nb,
+            panel,
+            [xp(t), xp(t + 1), xp(t + 2), xp(t + 3)],
+            [op(t), op(t + 1), op(t + 2), op(t + 3)],
+        );
+        t += 4;
+    }
+    match n - t {
+        3 => k::<3>(
+            nb,
+            panel,
+            [xp(t), xp(t + 1), xp(t + 2)],
+            [op(t), op(t + 1), op(t + 2)],
+        ),
+        2 => k::<2>(nb, panel, [xp(t), xp(t + 1)], [op(t), op(t + 1)]),
+        1 => k::<1>(nb, panel, [xp(t)], [op(t)]),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dot_tests::{random_act, random_row};
+    use super::super::vec_dot;
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn packed_gemm_bit_equal_vec_dot() {
+        let mut rng = StdRng::seed_from_u64(31);
+        for ty in [GgmlType::Q4K] {
+            let (k, m) = (3 * 256, 24);
+            let w: Vec<u8> = (0..m).flat_map(|_| random_row(ty, k, &mut rng)).collect();
+            let Some(p) = PackedMatrix::pack(ty, m, k, &w).unwrap() else {
+                eprintln!("{ty}: no packed kernel on this CPU: skipped");
+                continue;
+            };
+            assert!(
+                PackedMatrix::pack(ty, m - 1, k, &w[..w.len() / m * (m - 1)])
+                    .unwrap()
+                    .is_none()
+            );
+            let acts: Vec<Vec<u8>> = (0..7).map(|_| random_act(ty, k, &mut rng).1).collect();
+            let rb = w.len() / m;
+            for n in [1, 2, 3, 4, 5, 7] {
+                let x: Vec<u8> = acts[..n].concat();
+                // Panels 1..3 (rows 8..24), output stride with padding.
+                let ldo = 16 + 3;
+                let mut out = vec![f32::NAN; n * ldo];
+                p.gemm(1..3, &x, n, &mut out, ldo).unwrap();
+                for t in 0..n {
+                    for r in 8..24 {
+                        let want = vec_dot(ty, k, &w[r * rb..(r + 1) * rb], &acts[t]);
+                        let got = out[t * ldo + r - 8];
+                        assert_ne!(want, 0.0);
+                        assert_eq!(got.to_bits(), want.to_bits(), "{ty} n={n} t={t} r={r}");
+                    }
+                    if t + 1 < n {
+                        assert!(out[t * ldo + 16..t * ldo + ldo].iter().all(|v| v.is_nan()));
+                    }
+                }
+                assert!(p.gemm(2..4, &x, n, &mut out, ldo).is_err());
+                assert!(p.gemm(0..1, &x[1..], n, &mut out, ldo).is_err());
+            }
+        }
+    }
+}
