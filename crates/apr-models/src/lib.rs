@@ -29,6 +29,8 @@ pub enum ModelError {
     TokenOutOfRange { id: u32, n_vocab: usize },
     #[error("context full: position {pos} + {n} tokens exceeds the context of {ctx}")]
     ContextFull { pos: usize, n: usize, ctx: usize },
+    #[error("batch: {0}")]
+    Batch(String),
     #[error(transparent)]
     Quant(#[from] apr_core::quant::QuantError),
 }

@@ -1,5 +1,6 @@
 //! The decoder shared by qwen2 and llama: RMSNorm, GQA attention with RoPE over the KV cache,
-//! SwiGLU MLP. Numerics follow ggml's CPU path (f16 KV cache, f16 attention operands).
+//! SwiGLU MLP, over a batch of one sequence or of one new token from each of several sequences.
+//! Numerics follow ggml's CPU path (f16 KV cache, f16 attention operands).
 //! Reference: llama.cpp src/models/qwen2.cpp and llama.cpp, HF modeling_qwen2.py.
 
 use std::sync::Arc;
@@ -140,7 +141,7 @@ impl Model {
 
     /// Bytes of weights read per decoded token (all but the embedding table).
     pub fn decode_weight_bytes(&self) -> usize {
-        let lin = |l: &Linear| l.data.bytes().len();
+        let lin = |l: &Linear| l.weight_bytes();
         let per_layer: usize = self
             .layers
             .iter()
@@ -169,14 +170,60 @@ impl Model {
         pos: usize,
         logits_from: usize,
     ) -> Result<()> {
-        let cfg = &self.cfg;
         let n = tokens.len();
-        if pos + n > cache.ctx {
-            return Err(ModelError::ContextFull {
-                pos,
-                n,
-                ctx: cache.ctx,
-            });
+        let rows = Rows::Run {
+            pos,
+            n,
+            logits_from,
+        };
+        self.forward_rows(pool, &mut [cache], scratch, tokens, rows)
+    }
+
+    /// One step of several independent sequences in one pass: row `t` is the token
+    /// `tokens[t]` of sequence `t`, at `positions[t]` of `caches[t]`. The linear layers see all
+    /// rows at once (each weight is read once for the batch); RoPE, the KV store and attention
+    /// are per row against its own cache. Logits of every row go to `scratch.logits`
+    /// (`[n, n_vocab]`).
+    pub fn forward_multi(
+        &self,
+        pool: &ThreadPool,
+        caches: &mut [&mut KvCache],
+        scratch: &mut Scratch,
+        tokens: &[u32],
+        positions: &[usize],
+    ) -> Result<()> {
+        if caches.len() != tokens.len() || positions.len() != tokens.len() {
+            return Err(ModelError::Batch(format!(
+                "{} caches, {} tokens and {} positions: one of each per sequence",
+                caches.len(),
+                tokens.len(),
+                positions.len()
+            )));
+        }
+        self.forward_rows(pool, caches, scratch, tokens, Rows::PerSeq(positions))
+    }
+
+    /// The layer loop shared by [`Model::forward`] and [`Model::forward_multi`].
+    fn forward_rows(
+        &self,
+        pool: &ThreadPool,
+        caches: &mut [&mut KvCache],
+        scratch: &mut Scratch,
+        tokens: &[u32],
+        rows: Rows<'_>,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let n = rows.n();
+        debug_assert_eq!(n, tokens.len());
+        for (seq, cache) in caches.iter().enumerate() {
+            let (pos, k) = rows.seq_span(seq);
+            if pos + k > cache.ctx {
+                return Err(ModelError::ContextFull {
+                    pos,
+                    n: k,
+                    ctx: cache.ctx,
+                });
+            }
         }
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
             return Err(ModelError::TokenOutOfRange {
@@ -184,8 +231,12 @@ impl Model {
                 n_vocab: cfg.n_vocab,
             });
         }
-        let (d, qd, kvd, ffn) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn);
         let s = scratch;
+        if n == 0 {
+            s.logits.clear();
+            return Ok(());
+        }
+        let (d, qd, kvd, ffn) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn);
         s.x.resize(n * d, 0.0);
         s.h.resize(n * d, 0.0);
         s.q.resize(n * qd, 0.0);
@@ -196,14 +247,15 @@ impl Model {
         s.gate.resize(n * ffn, 0.0);
         s.up.resize(n * ffn, 0.0);
         let nt = pool.n_threads();
-        s.att.resize(nt * cache.ctx, 0.0);
-        s.att16.resize(nt * cache.ctx.max(cfg.head_dim), f16::ZERO);
+        let ctx = caches.iter().map(|c| c.ctx).max().unwrap_or(0);
+        s.att.resize(nt * ctx, 0.0);
+        s.att16.resize(nt * ctx.max(cfg.head_dim), f16::ZERO);
         s.q16.resize(nt * cfg.head_dim, f16::ZERO);
         for (t, &tok) in tokens.iter().enumerate() {
             self.embed_tokens
                 .dequantize_row(tok as usize, &mut s.x[t * d..(t + 1) * d])?;
         }
-        rope_table(cfg, pos, n, &mut s.rope);
+        rope_table(cfg, rows, &mut s.rope); // [n, rope_dim / 2]
 
         for (li, l) in self.layers.iter().enumerate() {
             rms_norm(&s.x, &l.input_layernorm, cfg.rms_eps, d, &mut s.h);
@@ -221,8 +273,8 @@ impl Model {
             }
             apply_rope(cfg, &s.rope, &mut s.q, cfg.n_head);
             apply_rope(cfg, &s.rope, &mut s.k, cfg.n_kv_head);
-            store_kv(cfg, cache, li, pos, n, &s.k, &s.v);
-            attention(pool, cfg, cache, li, pos, n, s);
+            store_kv(cfg, caches, rows, li, &s.k, &s.v);
+            attention(pool, cfg, caches, rows, li, s); // [n, n_head * head_dim]
             l.o_proj.forward(pool, &s.attn, n, &mut s.qx, &mut s.o); // [n, d]
             add_assign(&mut s.x, &s.o);
 
@@ -237,13 +289,69 @@ impl Model {
             l.down_proj.forward(pool, &s.gate, n, &mut s.qx, &mut s.o); // [n, d]
             add_assign(&mut s.x, &s.o);
         }
-        let from = logits_from.min(n);
+        let from = rows.logits_from().min(n);
         let m = n - from;
         rms_norm(&s.x[from * d..], &self.norm, cfg.rms_eps, d, &mut s.h);
         s.logits.resize(m * cfg.n_vocab, 0.0);
         self.lm_head
             .forward(pool, &s.h[..m * d], m, &mut s.qx, &mut s.logits); // [m, n_vocab]
         Ok(())
+    }
+}
+
+/// Which sequence and position each row of a forward pass belongs to. Every sequence in one
+/// pass has the same number of query rows ([`Rows::rows_per_seq`]).
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    /// One sequence (cache 0): row `t < n` at position `pos + t`; logits of rows
+    /// `logits_from..n`.
+    Run {
+        pos: usize,
+        n: usize,
+        logits_from: usize,
+    },
+    /// Row `t` is the one new token of sequence `t`, at `positions[t]`; logits of every row.
+    PerSeq(&'a [usize]),
+}
+
+impl Rows<'_> {
+    /// Rows in the pass.
+    fn n(self) -> usize {
+        match self {
+            Rows::Run { n, .. } => n,
+            Rows::PerSeq(p) => p.len(),
+        }
+    }
+
+    /// `(sequence, position)` of row `t`.
+    fn row(self, t: usize) -> (usize, usize) {
+        match self {
+            Rows::Run { pos, .. } => (0, pos + t),
+            Rows::PerSeq(p) => (t, p[t]),
+        }
+    }
+
+    /// Query rows of each sequence in the pass.
+    fn rows_per_seq(self) -> usize {
+        match self {
+            Rows::Run { n, .. } => n,
+            Rows::PerSeq(_) => 1,
+        }
+    }
+
+    /// `(first position, rows)` of sequence `seq` in the pass.
+    fn seq_span(self, seq: usize) -> (usize, usize) {
+        match self {
+            Rows::Run { pos, n, .. } => (pos, n),
+            Rows::PerSeq(p) => (p[seq], 1),
+        }
+    }
+
+    fn logits_from(self) -> usize {
+        match self {
+            Rows::Run { logits_from, .. } => logits_from,
+            Rows::PerSeq(_) => 0,
+        }
     }
 }
 
@@ -272,14 +380,14 @@ fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
-/// (cos, sin) per position and frequency, `[n][rope_dim / 2]`; theta advanced by repeated f32
-/// multiplication like ggml's rope cache.
-fn rope_table(cfg: &Config, pos: usize, n: usize, out: &mut Vec<(f32, f32)>) {
+/// (cos, sin) per row's position and frequency, `[n][rope_dim / 2]`; theta advanced by
+/// repeated f32 multiplication like ggml's rope cache.
+fn rope_table(cfg: &Config, rows: Rows<'_>, out: &mut Vec<(f32, f32)>) {
     let half = cfg.rope_dim / 2;
     let theta_scale = cfg.rope_theta.powf(-2.0 / cfg.rope_dim as f32);
     out.clear();
-    for t in 0..n {
-        let mut theta = (pos + t) as f32;
+    for t in 0..rows.n() {
+        let mut theta = rows.row(t).1 as f32;
         for _ in 0..half {
             out.push((theta.cos(), theta.sin()));
             theta *= theta_scale;
@@ -306,20 +414,21 @@ fn apply_rope(cfg: &Config, table: &[(f32, f32)], x: &mut [f32], heads: usize) {
     }
 }
 
+/// Row `t` of `k, v: [n, kv_dim]` into its sequence's cache at its position (f16).
 fn store_kv(
     cfg: &Config,
-    cache: &mut KvCache,
+    caches: &mut [&mut KvCache],
+    rows: Rows<'_>,
     layer: usize,
-    pos: usize,
-    n: usize,
     k: &[f32],
     v: &[f32],
 ) {
     let (hd, kvd) = (cfg.head_dim, cfg.kv_dim());
-    for h in 0..cfg.n_kv_head {
-        let base = cache.head_offset(layer, h);
-        for t in 0..n {
-            let p = pos + t;
+    for t in 0..rows.n() {
+        let (seq, p) = rows.row(t);
+        let cache = &mut *caches[seq];
+        for h in 0..cfg.n_kv_head {
+            let base = cache.head_offset(layer, h);
             let src = t * kvd + h * hd..t * kvd + (h + 1) * hd;
             let dst = base + p * hd..base + (p + 1) * hd;
             for (o, &x) in cache.k[dst.clone()].iter_mut().zip(&k[src.clone()]) {
@@ -332,21 +441,23 @@ fn store_kv(
     }
 }
 
-/// Causal attention of the `n` new queries over the cache; writes `s.attn: [n, n_head * hd]`.
-/// Batches of at least [`F32_ATTENTION_MIN_BATCH`] queries use f32 operands and an exact
-/// softmax; smaller ones (decode) round q to f16 and accumulate V in f16 with an online
-/// softmax. Both mirror ggml's CPU flash-attention paths (tiled / one-chunk), so that greedy
-/// output matches llama.cpp's even where two tokens are nearly tied.
+/// Causal attention of each of the `n` new query rows over its own sequence's cache; writes
+/// `s.attn: [n, n_head * hd]`. Sequences with at least [`F32_ATTENTION_MIN_BATCH`] query rows
+/// in the pass use f32 operands and an exact softmax; fewer (decode) round q to f16 and
+/// accumulate V in f16 with an online softmax. Both mirror ggml's CPU flash-attention paths
+/// (tiled / one-chunk), so that greedy output matches llama.cpp's even where two tokens are
+/// nearly tied.
 fn attention(
     pool: &ThreadPool,
     cfg: &Config,
-    cache: &KvCache,
+    caches: &[&mut KvCache],
+    rows: Rows<'_>,
     layer: usize,
-    pos: usize,
-    n: usize,
     s: &mut Scratch,
 ) {
-    let (hd, qd, ctx) = (cfg.head_dim, cfg.q_dim(), cache.ctx);
+    let n = rows.n();
+    let (hd, qd) = (cfg.head_dim, cfg.q_dim());
+    let ctx = caches.iter().map(|c| c.ctx).max().unwrap_or(0);
     let group = cfg.n_head / cfg.n_kv_head;
     let scale = 1.0 / (hd as f32).sqrt();
     let items = n * cfg.n_head;
@@ -355,27 +466,32 @@ fn attention(
     let att = SyncPtr(s.att.as_mut_ptr());
     let att16 = SyncPtr(s.att16.as_mut_ptr());
     let q16 = SyncPtr(s.q16.as_mut_ptr());
-    let f32_path = n >= F32_ATTENTION_MIN_BATCH;
-    let n_ctx = pos + n;
+    let f32_path = rows.rows_per_seq() >= F32_ATTENTION_MIN_BATCH;
+    // Start of the f32 copy of one (sequence, kv head): [seq][kv_head][ctx][hd].
+    let f32_base = |seq: usize, kvh: usize| (seq * cfg.n_kv_head + kvh) * ctx * hd;
     if f32_path {
         // The batch path reads every cached row many times: convert the used rows once.
-        s.kf.resize(cfg.n_kv_head * ctx * hd, 0.0);
-        s.vf.resize(cfg.n_kv_head * ctx * hd, 0.0);
+        s.kf.resize(caches.len() * cfg.n_kv_head * ctx * hd, 0.0);
+        s.vf.resize(caches.len() * cfg.n_kv_head * ctx * hd, 0.0);
         let (kp, vp) = (SyncPtr(s.kf.as_mut_ptr()), SyncPtr(s.vf.as_mut_ptr()));
         pool.run(|ti, nt| {
-            for kvh in 0..cfg.n_kv_head {
-                let base = cache.head_offset(layer, kvh);
-                let rows = split_range(n_ctx, ti, nt, 16);
-                let (a, b) = (rows.start * hd, rows.end * hd);
-                // SAFETY: each thread converts its own rows of each head.
-                let (dk, dv) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut(kp.get().add(kvh * ctx * hd + a), b - a),
-                        std::slice::from_raw_parts_mut(vp.get().add(kvh * ctx * hd + a), b - a),
-                    )
-                };
-                f16_to_f32(&cache.k[base + a..base + b], dk);
-                f16_to_f32(&cache.v[base + a..base + b], dv);
+            for (seq, cache) in caches.iter().enumerate() {
+                let (pos, k) = rows.seq_span(seq);
+                for kvh in 0..cfg.n_kv_head {
+                    let base = cache.head_offset(layer, kvh);
+                    let r = split_range(pos + k, ti, nt, 16);
+                    let (a, b) = (r.start * hd, r.end * hd);
+                    let o = f32_base(seq, kvh) + a;
+                    // SAFETY: each thread converts its own rows of each head.
+                    let (dk, dv) = unsafe {
+                        (
+                            std::slice::from_raw_parts_mut(kp.get().add(o), b - a),
+                            std::slice::from_raw_parts_mut(vp.get().add(o), b - a),
+                        )
+                    };
+                    f16_to_f32(&cache.k[base + a..base + b], dk);
+                    f16_to_f32(&cache.v[base + a..base + b], dv);
+                }
             }
         });
     }
@@ -391,16 +507,18 @@ fn attention(
         };
         for item in split_range(items, ti, nt, 1) {
             let (t, h) = (item / cfg.n_head, item % cfg.n_head);
+            let (seq, p) = rows.row(t);
+            let cache = &*caches[seq];
             let base = cache.head_offset(layer, h / group);
-            let n_pos = pos + t + 1;
+            let n_pos = p + 1;
             let qrow = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
             // SAFETY: item (t, h) owns its hd outputs.
             let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(t * qd + h * hd), hd) };
             let krow = |j: usize| &cache.k[base + j * hd..base + (j + 1) * hd];
             let vrow = |j: usize| &cache.v[base + j * hd..base + (j + 1) * hd];
             if f32_path {
-                let kf = &kf[(h / group) * ctx * hd..];
-                let vf = &vf[(h / group) * ctx * hd..];
+                let kf = &kf[f32_base(seq, h / group)..];
+                let vf = &vf[f32_base(seq, h / group)..];
                 let mut max = f32::NEG_INFINITY;
                 for (j, sj) in sc[..n_pos].iter_mut().enumerate() {
                     *sj = dot_f32(&kf[j * hd..(j + 1) * hd], qrow) * scale;
