@@ -57,6 +57,29 @@ impl Engine {
         }
     }
 
+    /// Append `ids[i]` to `sessions[i]` for every `i` in one batched forward pass (each weight
+    /// matrix is read once for all rows) and return the logits `[sessions.len(), n_vocab]`,
+    /// row `i` for session `i`, held in `scratch`.
+    pub fn step_many<'s>(
+        &self,
+        sessions: &mut [&mut Session<'_>],
+        ids: &[u32],
+        scratch: &'s mut Scratch,
+    ) -> Result<&'s [f32]> {
+        if sessions.iter().any(|s| !std::ptr::eq(s.engine, self)) {
+            return Err(EngineError::ForeignSession);
+        }
+        // Two small vectors per step; the forward pass itself allocates nothing once sized.
+        let positions: Vec<usize> = sessions.iter().map(|s| s.tokens.len()).collect();
+        let mut caches: Vec<&mut KvCache> = sessions.iter_mut().map(|s| &mut s.cache).collect();
+        self.model
+            .forward_multi(&self.pool, &mut caches, scratch, ids, &positions)?;
+        for (s, &id) in sessions.iter_mut().zip(ids) {
+            s.tokens.push(id);
+        }
+        Ok(&scratch.logits)
+    }
+
     /// The chat template applied to one user turn, with the generation prompt.
     pub fn chat_prompt(&self, messages: &[Message]) -> Result<String> {
         let t = self.template.as_ref().ok_or(EngineError::NoTemplate)?;

@@ -27,6 +27,8 @@ pub enum EngineError {
     NoTemplate,
     #[error("empty prompt: nothing to generate from")]
     EmptyPrompt,
+    #[error("a session of another engine was passed to step_many")]
+    ForeignSession,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
