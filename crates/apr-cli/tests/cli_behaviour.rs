@@ -167,10 +167,24 @@ fn bench_json_has_the_contract_keys() {
         "2",
         "--json",
     ]));
-    for k in ["pp512_tok_s", "pp512_sd", "tg128_tok_s", "tg128_sd"] {
+    for k in [
+        "pp512_tok_s",
+        "pp512_sd",
+        "tg128_tok_s",
+        "tg128_sd",
+        "tg128_x4_tok_s",
+        "tg128_x4_sd",
+    ] {
         assert!(out[k].as_f64().unwrap() >= 0.0, "{k}");
     }
-    assert!(out["pp512_tok_s"].as_f64().unwrap() > 0.0);
+    for k in [
+        "pp512_tok_s",
+        "tg128_x4_tok_s",
+        "read_gbs",
+        "decode_bw_frac",
+    ] {
+        assert!(out[k].as_f64().unwrap() > 0.0, "{k}");
+    }
     assert_eq!(out["threads"], 2);
     assert!(out["kernel"].is_string());
 }

@@ -22,14 +22,26 @@ pub fn run(a: Args) -> Result<()> {
     if a.json {
         print_json(&r)
     } else {
-        println!("| test  | t/s | threads | kernel |");
+        println!("| test     | t/s | threads | kernel |");
+        println!("|----------|-----|---------|--------|");
+        let rows = [
+            ("pp512", r.pp512_tok_s, r.pp512_sd),
+            ("tg128", r.tg128_tok_s, r.tg128_sd),
+            ("tg128 x4", r.tg128_x4_tok_s, r.tg128_x4_sd),
+        ];
+        for (test, m, sd) in rows {
+            println!(
+                "| {test:<8} | {m:.2} ± {sd:.2} | {} | {} |",
+                r.threads, r.kernel
+            );
+        }
         println!(
-            "| pp512 | {:.2} ± {:.2} | {} | {} |",
-            r.pp512_tok_s, r.pp512_sd, r.threads, r.kernel
-        );
-        println!(
-            "| tg128 | {:.2} ± {:.2} | {} | {} |",
-            r.tg128_tok_s, r.tg128_sd, r.threads, r.kernel
+            "read bandwidth {:.2} GB/s ({} threads); decode reads {:.1} MB/token, \
+             tg128 at {:.0}% of that floor",
+            r.read_gbs,
+            r.threads,
+            r.decode_weight_bytes as f64 / 1e6,
+            r.decode_bw_frac * 100.0
         );
         Ok(())
     }
