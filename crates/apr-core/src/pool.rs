@@ -1,5 +1,8 @@
 //! A fixed thread pool with low dispatch overhead: workers spin briefly on an epoch counter
 //! between jobs (decode issues ~200 parallel steps per token), then sleep on a condvar.
+//! A job is a set of slots that whichever thread is running claims one at a time, so a
+//! worker that the OS has descheduled (other processes on the cores) delays a job only by the
+//! slot it holds, and one that never got to start delays it not at all.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -7,18 +10,54 @@ use std::thread::JoinHandle;
 
 /// Spins before a worker goes to sleep waiting for the next job.
 const SPIN_LIMIT: u32 = 200_000;
+/// Spins before a thread waiting for others to finish a job yields its time slice.
+const WAIT_SPINS: u32 = 2_000;
 
 type Job = dyn Fn(usize, usize) + Sync;
 
 struct Shared {
-    /// The current job, valid while `run` is in progress.
+    /// The current job, valid while `run_slots` is in progress.
     job: Mutex<Option<&'static Job>>,
     epoch: AtomicUsize,
-    pending: AtomicUsize,
+    /// The last epoch whose slots are all done: a worker arriving later leaves it alone.
+    closed: AtomicUsize,
+    /// Workers inside the current job.
+    active: AtomicUsize,
+    n_slots: AtomicUsize,
+    next_slot: AtomicUsize,
+    done_slots: AtomicUsize,
     shutdown: AtomicBool,
     sleep_lock: Mutex<()>,
     wake: Condvar,
     n_threads: usize,
+}
+
+impl Shared {
+    /// Claims and runs slots of `job` until none is left.
+    fn run_slots(&self, job: &Job) {
+        let n = self.n_slots.load(Ordering::Acquire);
+        loop {
+            let s = self.next_slot.fetch_add(1, Ordering::AcqRel);
+            if s >= n {
+                return;
+            }
+            job(s, n);
+            self.done_slots.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Spins on `cond`, yielding the time slice after a short while.
+fn wait_until(cond: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !cond() {
+        spins += 1;
+        if spins < WAIT_SPINS {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// `n_threads` threads in all: the caller of [`ThreadPool::run`] is thread 0.
@@ -33,7 +72,11 @@ impl ThreadPool {
         let shared = Arc::new(Shared {
             job: Mutex::new(None),
             epoch: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            closed: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            n_slots: AtomicUsize::new(0),
+            next_slot: AtomicUsize::new(0),
+            done_slots: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -44,7 +87,7 @@ impl ThreadPool {
                 let s = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("apr-worker-{i}"))
-                    .spawn(move || worker(s, i))
+                    .spawn(move || worker(s))
                     .expect("spawning a worker thread")
             })
             .collect();
@@ -56,41 +99,50 @@ impl ThreadPool {
         self.shared.n_threads
     }
 
-    /// Run `f(thread_index, n_threads)` on every thread and return when all have finished.
+    /// Runs `f(i, n)` once for every slot `i` of `0..n` with `n` = [`Self::n_threads`], and
+    /// returns when all are done. Slot `i` may run on any thread, but never two slots at once
+    /// on one thread: per-slot scratch indexed by `i` is safe.
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
-        let n = self.shared.n_threads;
-        if n == 1 {
-            f(0, 1);
+        self.run_slots(self.shared.n_threads, f)
+    }
+
+    /// Runs `f(i, n_slots)` once for every slot `i` of `0..n_slots`, the slots claimed by
+    /// whichever threads are running; returns when all are done. More slots than threads
+    /// balance uneven work and descheduled threads at the cost of one atomic per slot.
+    pub fn run_slots<F: Fn(usize, usize) + Sync>(&self, n_slots: usize, f: F) {
+        let sh = &*self.shared;
+        if sh.n_threads == 1 || n_slots <= 1 {
+            for i in 0..n_slots {
+                f(i, n_slots);
+            }
             return;
         }
         let job: &(dyn Fn(usize, usize) + Sync + '_) = &f;
-        // SAFETY: the reference is erased to 'static only while this call waits for every
-        // worker to finish with it (`pending` reaches 0) and is cleared before returning.
+        // SAFETY: the reference is erased to 'static only while this call runs: it returns
+        // only after every slot is done, the epoch is closed (no worker joins later) and no
+        // worker is inside the job (`active` is 0); the job is cleared before returning.
         let job: &'static Job = unsafe {
             std::mem::transmute::<&(dyn Fn(usize, usize) + Sync + '_), &'static Job>(job)
         };
-        *self.shared.job.lock().expect("pool lock") = Some(job);
-        self.shared.pending.store(n - 1, Ordering::SeqCst);
-        {
-            let _g = self.shared.sleep_lock.lock().expect("pool lock");
-            self.shared.epoch.fetch_add(1, Ordering::SeqCst);
-            self.shared.wake.notify_all();
-        }
-        f(0, n);
-        let mut spins = 0u32;
-        while self.shared.pending.load(Ordering::Acquire) != 0 {
-            spins += 1;
-            if spins < SPIN_LIMIT {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        *self.shared.job.lock().expect("pool lock") = None;
+        *sh.job.lock().expect("pool lock") = Some(job);
+        sh.n_slots.store(n_slots, Ordering::SeqCst);
+        sh.next_slot.store(0, Ordering::SeqCst);
+        sh.done_slots.store(0, Ordering::SeqCst);
+        let epoch = {
+            let _g = sh.sleep_lock.lock().expect("pool lock");
+            let e = sh.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+            sh.wake.notify_all();
+            e
+        };
+        sh.run_slots(job);
+        wait_until(|| sh.done_slots.load(Ordering::Acquire) == n_slots);
+        sh.closed.store(epoch, Ordering::SeqCst);
+        wait_until(|| sh.active.load(Ordering::SeqCst) == 0);
+        *sh.job.lock().expect("pool lock") = None;
     }
 }
 
-fn worker(s: Arc<Shared>, index: usize) {
+fn worker(s: Arc<Shared>) {
     let mut seen = 0usize;
     loop {
         let mut spins = 0u32;
@@ -112,12 +164,17 @@ fn worker(s: Arc<Shared>, index: usize) {
                 spins = 0;
             }
         }
-        seen = s.epoch.load(Ordering::Acquire);
-        let job = *s.job.lock().expect("pool lock");
-        if let Some(job) = job {
-            job(index, s.n_threads);
+        seen = s.epoch.load(Ordering::SeqCst);
+        s.active.fetch_add(1, Ordering::SeqCst);
+        // A job already closed may be gone: only an open one is joined (its caller then waits
+        // for `active` to fall back to 0 before it returns).
+        if s.closed.load(Ordering::SeqCst) < seen {
+            let job = *s.job.lock().expect("pool lock");
+            if let Some(job) = job {
+                s.run_slots(job);
+            }
         }
-        s.pending.fetch_sub(1, Ordering::AcqRel);
+        s.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -158,6 +215,21 @@ mod tests {
             });
         }
         assert_eq!(total.load(Ordering::Relaxed), 1000 * 3);
+    }
+
+    #[test]
+    fn every_slot_runs_once_with_more_slots_than_threads() {
+        let pool = ThreadPool::new(3);
+        for n_slots in [0, 1, 2, 7, 64] {
+            let hits: Vec<AtomicUsize> = (0..n_slots).map(|_| AtomicUsize::new(0)).collect();
+            for _ in 0..200 {
+                pool.run_slots(n_slots, |i, n| {
+                    assert_eq!(n, n_slots);
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 200));
+        }
     }
 
     #[test]

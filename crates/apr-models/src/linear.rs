@@ -11,7 +11,10 @@ use crate::{ModelError, Result};
 
 /// Weight rows each thread takes at a time (keeps per-thread ranges cache-line apart).
 const ROW_ALIGN: usize = 16;
-/// Packed panels each thread takes at a time.
+/// Pool slots per thread for a product split by weight rows: threads that run claim more, so
+/// uneven cores and descheduled threads cost little.
+const SLOTS_PER_THREAD: usize = 4;
+/// Packed panels each slot takes at a time.
 const PANEL_ALIGN: usize = 2;
 /// Activation rows dotted with one weight row per kernel call.
 const TOKEN_TILE: usize = 4;
@@ -177,13 +180,13 @@ impl Linear {
         if let Some(p) = &self.packed {
             // Threads split the panels; each runs every token against its panels (a panel stays
             // in L1 while the activation rows stream past it).
-            pool.run(|i, nt| {
-                let pr = split_range(p.panels(), i, nt, PANEL_ALIGN);
+            pool.run_slots(SLOTS_PER_THREAD * pool.n_threads(), |i, ns| {
+                let pr = split_range(p.panels(), i, ns, PANEL_ALIGN);
                 let (r0, r1) = (pr.start * PANEL_ROWS, pr.end * PANEL_ROWS);
                 if pr.is_empty() {
                     return;
                 }
-                // SAFETY: each thread writes only columns r0..r1 of every token row.
+                // SAFETY: each slot writes only columns r0..r1 of every token row.
                 let o = unsafe {
                     std::slice::from_raw_parts_mut(dst.get().add(r0), (n - 1) * rows + r1 - r0)
                 };
@@ -201,9 +204,9 @@ impl Linear {
         }
         if n == 1 {
             // Decode: one matrix-vector product per thread over its rows.
-            pool.run(|i, nt| {
-                let rr = split_range(rows, i, nt, ROW_ALIGN);
-                // SAFETY: each thread writes only its own rows.
+            pool.run_slots(SLOTS_PER_THREAD * pool.n_threads(), |i, ns| {
+                let rr = split_range(rows, i, ns, ROW_ALIGN);
+                // SAFETY: each slot writes only its own rows.
                 let o =
                     unsafe { std::slice::from_raw_parts_mut(dst.get().add(rr.start), rr.len()) };
                 let r = quant::gemv(ty, cols, &w[rr.start * rb..rr.end * rb], &qx[..arb], o);
@@ -236,9 +239,9 @@ impl Linear {
             });
             return;
         }
-        pool.run(|i, nt| {
+        pool.run_slots(SLOTS_PER_THREAD * pool.n_threads(), |i, ns| {
             let mut tile = [0f32; TOKEN_TILE];
-            for r in split_range(rows, i, nt, ROW_ALIGN) {
+            for r in split_range(rows, i, ns, ROW_ALIGN) {
                 let wr = &w[r * rb..(r + 1) * rb];
                 let b = bias.map_or(0.0, |b| b[r]);
                 let mut t0 = 0;
@@ -249,7 +252,7 @@ impl Linear {
                     });
                     quant::vec_dot_multi(ty, cols, wr, &xs[..m], &mut tile[..m]);
                     for (j, v) in tile[..m].iter().enumerate() {
-                        // SAFETY: thread i owns rows r of its range for every token.
+                        // SAFETY: slot i owns rows r of its range for every token.
                         unsafe { *dst.get().add((t0 + j) * rows + r) = v + b };
                     }
                     t0 += m;

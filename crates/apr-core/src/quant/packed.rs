@@ -28,11 +28,52 @@ fn unit_bytes(ty: GgmlType) -> Option<usize> {
         use super::packed_avx512 as k;
         return match ty {
             GgmlType::Q4K => Some(k::Q4K_UNIT),
+            GgmlType::Q6K => Some(k::Q6K_UNIT),
             _ => None,
         };
     }
     let _ = ty;
     None
+}
+
+/// Runs packed kernel `$k::<RN>` over all `n` activation rows, four at a time.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tiles {
+    ($k:ident; $nb:expr, $panel:expr, $x:expr, $xb:expr, $n:expr, $out:expr, $ldo:expr) => {{
+        use super::packed_avx512::$k as k;
+        let (nb, panel, x, xb, n, out, ldo): (
+            usize,
+            *const u8,
+            *const u8,
+            usize,
+            usize,
+            *mut f32,
+            usize,
+        ) = ($nb, $panel, $x, $xb, $n, $out, $ldo);
+        let xp = |t: usize| x.add(t * xb);
+        let op = |t: usize| out.add(t * ldo);
+        let mut t = 0;
+        while t + 4 <= n {
+            k::<4>(
+                nb,
+                panel,
+                [xp(t), xp(t + 1), xp(t + 2), xp(t + 3)],
+                [op(t), op(t + 1), op(t + 2), op(t + 3)],
+            );
+            t += 4;
+        }
+        match n - t {
+            3 => k::<3>(
+                nb,
+                panel,
+                [xp(t), xp(t + 1), xp(t + 2)],
+                [op(t), op(t + 1), op(t + 2)],
+            ),
+            2 => k::<2>(nb, panel, [xp(t), xp(t + 1)], [op(t), op(t + 1)]),
+            1 => k::<1>(nb, panel, [xp(t)], [op(t)]),
+            _ => {}
+        }
+    }};
 }
 
 impl PackedMatrix {
@@ -61,6 +102,8 @@ impl PackedMatrix {
             match ty {
                 #[cfg(target_arch = "x86_64")]
                 GgmlType::Q4K => super::packed_avx512::pack_q4_k(units, src, rb, dst),
+                #[cfg(target_arch = "x86_64")]
+                GgmlType::Q6K => super::packed_avx512::pack_q6_k(units, src, rb, dst),
                 _ => unreachable!("unit_bytes covers the same types"),
             }
         }
@@ -128,49 +171,14 @@ impl PackedMatrix {
                 let o = op.add(i * PANEL_ROWS);
                 match self.ty {
                     #[cfg(target_arch = "x86_64")]
-                    GgmlType::Q4K => tiles(units, panel, xp, xb, n, o, ldo),
+                    GgmlType::Q4K => tiles!(gemm_q4_k; units, panel, xp, xb, n, o, ldo),
+                    #[cfg(target_arch = "x86_64")]
+                    GgmlType::Q6K => tiles!(gemm_q6_k; units, panel, xp, xb, n, o, ldo),
                     _ => unreachable!("pack covers the same types"),
                 }
             }
         }
         Ok(())
-    }
-}
-
-/// Runs the Q4_K packed kernel over all `n` activation rows, four at a time.
-#[cfg(target_arch = "x86_64")]
-unsafe fn tiles(
-    nb: usize,
-    panel: *const u8,
-    x: *const u8,
-    xb: usize,
-    n: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
-    use super::packed_avx512::gemm_q4_k as k;
-    let xp = |t: usize| x.add(t * xb);
-    let op = |t: usize| out.add(t * ldo);
-    let mut t = 0;
-    while t + 4 <= n {
-        k::<4>(
-            nb,
-            panel,
-            [xp(t), xp(t + 1), xp(t + 2), xp(t + 3)],
-            [op(t), op(t + 1), op(t + 2), op(t + 3)],
-        );
-        t += 4;
-    }
-    match n - t {
-        3 => k::<3>(
-            nb,
-            panel,
-            [xp(t), xp(t + 1), xp(t + 2)],
-            [op(t), op(t + 1), op(t + 2)],
-        ),
-        2 => k::<2>(nb, panel, [xp(t), xp(t + 1)], [op(t), op(t + 1)]),
-        1 => k::<1>(nb, panel, [xp(t)], [op(t)]),
-        _ => {}
     }
 }
 
@@ -185,7 +193,7 @@ mod tests {
     #[test]
     fn packed_gemm_bit_equal_vec_dot() {
         let mut rng = StdRng::seed_from_u64(31);
-        for ty in [GgmlType::Q4K] {
+        for ty in [GgmlType::Q4K, GgmlType::Q6K] {
             let (k, m) = (3 * 256, 24);
             let w: Vec<u8> = (0..m).flat_map(|_| random_row(ty, k, &mut rng)).collect();
             let Some(p) = PackedMatrix::pack(ty, m, k, &w).unwrap() else {
