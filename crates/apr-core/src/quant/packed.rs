@@ -29,6 +29,9 @@ fn unit_bytes(ty: GgmlType) -> Option<usize> {
         return match ty {
             GgmlType::Q4K => Some(k::Q4K_UNIT),
             GgmlType::Q6K => Some(k::Q6K_UNIT),
+            GgmlType::Q8_0 => Some(k::Q8_0_UNIT),
+            GgmlType::Q4_0 => Some(k::Q4_0_UNIT),
+            GgmlType::Q5_0 => Some(k::Q5_0_UNIT),
             _ => None,
         };
     }
@@ -39,8 +42,9 @@ fn unit_bytes(ty: GgmlType) -> Option<usize> {
 /// Runs packed kernel `$k::<RN>` over all `n` activation rows, four at a time.
 #[cfg(target_arch = "x86_64")]
 macro_rules! tiles {
-    ($k:ident; $nb:expr, $panel:expr, $x:expr, $xb:expr, $n:expr, $out:expr, $ldo:expr) => {{
-        use super::packed_avx512::$k as k;
+    ($k:ident $(, $extra:expr)?; $nb:expr, $panel:expr, $x:expr, $xb:expr, $n:expr, $out:expr, $ldo:expr) => {{
+        #[allow(unused_imports)]
+        use super::packed_avx512::{$k as k, KIND_Q4_0, KIND_Q5_0, KIND_Q8_0};
         let (nb, panel, x, xb, n, out, ldo): (
             usize,
             *const u8,
@@ -54,10 +58,65 @@ macro_rules! tiles {
         let op = |t: usize| out.add(t * ldo);
         let mut t = 0;
         while t + 4 <= n {
+            k::<4 $(, $extra)?>(
+                nb,
+                panel,
+                [xp(t), xp(t + 1), xp(t + 2), xp(t + 3)],
+                [op(t), op(t + 1), op(t + 2), op(t + 3)],
+            );
+            t += 4;
+        }
+        match n - t {
+            3 => k::<3 $(, $extra)?>(
+                nb,
+                panel,
+                [xp(t), xp(t + 1), xp(t + 2)],
+                [op(t), op(t + 1), op(t + 2)],
+            ),
+            2 => k::<2 $(, $extra)?>(nb, panel, [xp(t), xp(t + 1)], [op(t), op(t + 1)]),
+            1 => k::<1 $(, $extra)?>(nb, panel, [xp(t)], [op(t)]),
+            _ => {}
+        }
+    }};
+}
+
+/// From this many activation rows on, legacy types take the prefill kernel (whole-block sums,
+/// about twice as fast; a different float order from the per-row kernels, as llama.cpp's
+/// batched path also has); fewer rows keep the per-row kernels' order bit for bit.
+pub const PREFILL_MIN_TOKENS: usize = 16;
+
+thread_local! {
+    /// The legacy prefill kernel's per-block activation sums and expanded panel, reused across
+    /// calls (no allocation once sized).
+    static PREFILL_SCRATCH: std::cell::RefCell<(Vec<i32>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs the legacy prefill kernel over all `n` activation rows, four at a time.
+#[cfg(target_arch = "x86_64")]
+macro_rules! prefill_tiles {
+    ($nb:expr, $panel:expr, $x:expr, $xb:expr, $sums:expr, $n:expr, $out:expr, $ldo:expr) => {{
+        use super::packed_avx512::gemm_legacy_prefill as k;
+        let (nb, panel, x, xb, sums, n, out, ldo): (
+            usize,
+            *const u8,
+            *const u8,
+            usize,
+            *const i32,
+            usize,
+            *mut f32,
+            usize,
+        ) = ($nb, $panel, $x, $xb, $sums, $n, $out, $ldo);
+        let xp = |t: usize| x.add(t * xb);
+        let sp = |t: usize| sums.add(t * nb);
+        let op = |t: usize| out.add(t * ldo);
+        let mut t = 0;
+        while t + 4 <= n {
             k::<4>(
                 nb,
                 panel,
                 [xp(t), xp(t + 1), xp(t + 2), xp(t + 3)],
+                [sp(t), sp(t + 1), sp(t + 2), sp(t + 3)],
                 [op(t), op(t + 1), op(t + 2), op(t + 3)],
             );
             t += 4;
@@ -67,13 +126,31 @@ macro_rules! tiles {
                 nb,
                 panel,
                 [xp(t), xp(t + 1), xp(t + 2)],
+                [sp(t), sp(t + 1), sp(t + 2)],
                 [op(t), op(t + 1), op(t + 2)],
             ),
-            2 => k::<2>(nb, panel, [xp(t), xp(t + 1)], [op(t), op(t + 1)]),
-            1 => k::<1>(nb, panel, [xp(t)], [op(t)]),
+            2 => k::<2>(
+                nb,
+                panel,
+                [xp(t), xp(t + 1)],
+                [sp(t), sp(t + 1)],
+                [op(t), op(t + 1)],
+            ),
+            1 => k::<1>(nb, panel, [xp(t)], [sp(t)], [op(t)]),
             _ => {}
         }
     }};
+}
+
+/// The packed layout of a legacy type.
+#[cfg(target_arch = "x86_64")]
+fn legacy_kind(ty: GgmlType) -> u8 {
+    use super::packed_avx512 as k;
+    match ty {
+        GgmlType::Q8_0 => k::KIND_Q8_0,
+        GgmlType::Q4_0 => k::KIND_Q4_0,
+        _ => k::KIND_Q5_0,
+    }
 }
 
 impl PackedMatrix {
@@ -104,6 +181,10 @@ impl PackedMatrix {
                 GgmlType::Q4K => super::packed_avx512::pack_q4_k(units, src, rb, dst),
                 #[cfg(target_arch = "x86_64")]
                 GgmlType::Q6K => super::packed_avx512::pack_q6_k(units, src, rb, dst),
+                #[cfg(target_arch = "x86_64")]
+                GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 => {
+                    super::packed_avx512::pack_legacy(legacy_kind(ty), units, src, rb, dst)
+                }
                 _ => unreachable!("unit_bytes covers the same types"),
             }
         }
@@ -161,6 +242,54 @@ impl PackedMatrix {
         let units = self.cols / self.ty.block_elems();
         let pb = self.data.len() / self.panels();
         let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+        #[cfg(target_arch = "x86_64")]
+        if n >= PREFILL_MIN_TOKENS
+            && matches!(self.ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0)
+        {
+            let kind = legacy_kind(self.ty);
+            PREFILL_SCRATCH.with_borrow_mut(|(sums, wide)| {
+                sums.resize(n * units, 0);
+                wide.resize(units * super::packed_avx512::EXPANDED_UNIT, 0);
+                let (sp, wp) = (sums.as_mut_ptr(), wide.as_mut_ptr());
+                // SAFETY: as below; sums holds n * units entries and wide one expanded panel.
+                unsafe {
+                    use super::packed_avx512 as k;
+                    k::block_sums(kind, units, xp, xb, n, sp);
+                    for (i, p) in panels.enumerate() {
+                        let panel = self.data[p * pb..].as_ptr();
+                        match self.ty {
+                            GgmlType::Q8_0 => {
+                                k::expand_legacy::<{ k::KIND_Q8_0 }>(units, panel, wp)
+                            }
+                            GgmlType::Q4_0 => {
+                                k::expand_legacy::<{ k::KIND_Q4_0 }>(units, panel, wp)
+                            }
+                            _ => k::expand_legacy::<{ k::KIND_Q5_0 }>(units, panel, wp),
+                        }
+                        let o = op.add(i * PANEL_ROWS);
+                        prefill_tiles!(units, wp, xp, xb, sp, n, o, ldo);
+                    }
+                }
+            });
+            return Ok(());
+        }
+        #[cfg(target_arch = "x86_64")]
+        if n >= PREFILL_MIN_TOKENS && self.ty == GgmlType::Q6K {
+            PREFILL_SCRATCH.with_borrow_mut(|(_, wide)| {
+                wide.resize(units * super::packed_avx512::Q6K_WIDE_UNIT, 0);
+                let wp = wide.as_mut_ptr();
+                for (i, p) in panels.enumerate() {
+                    let panel = self.data[p * pb..].as_ptr();
+                    // SAFETY: as below; wide holds one expanded panel.
+                    unsafe {
+                        super::packed_avx512::expand_q6_k(units, panel, wp);
+                        let o = op.add(i * PANEL_ROWS);
+                        tiles!(gemm_q6_k, true; units, wp, xp, xb, n, o, ldo);
+                    }
+                }
+            });
+            return Ok(());
+        }
         for (i, p) in panels.enumerate() {
             let panel = self.data[p * pb..].as_ptr();
             // SAFETY: the packed kernels exist only where has_avx512 held at pack time (the
@@ -173,7 +302,19 @@ impl PackedMatrix {
                     #[cfg(target_arch = "x86_64")]
                     GgmlType::Q4K => tiles!(gemm_q4_k; units, panel, xp, xb, n, o, ldo),
                     #[cfg(target_arch = "x86_64")]
-                    GgmlType::Q6K => tiles!(gemm_q6_k; units, panel, xp, xb, n, o, ldo),
+                    GgmlType::Q6K => tiles!(gemm_q6_k, false; units, panel, xp, xb, n, o, ldo),
+                    #[cfg(target_arch = "x86_64")]
+                    GgmlType::Q8_0 => {
+                        tiles!(gemm_legacy, KIND_Q8_0; units, panel, xp, xb, n, o, ldo)
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    GgmlType::Q4_0 => {
+                        tiles!(gemm_legacy, KIND_Q4_0; units, panel, xp, xb, n, o, ldo)
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    GgmlType::Q5_0 => {
+                        tiles!(gemm_legacy, KIND_Q5_0; units, panel, xp, xb, n, o, ldo)
+                    }
                     _ => unreachable!("pack covers the same types"),
                 }
             }
@@ -191,10 +332,58 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
+    fn packed_prefill_matches_reference() {
+        let mut rng = StdRng::seed_from_u64(32);
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+            GgmlType::Q6K,
+        ] {
+            let (k, m, n) = (
+                if ty == GgmlType::Q6K { 512 } else { 7 * 32 },
+                16,
+                PREFILL_MIN_TOKENS + 3,
+            );
+            let w: Vec<u8> = (0..m).flat_map(|_| random_row(ty, k, &mut rng)).collect();
+            let Some(p) = PackedMatrix::pack(ty, m, k, &w).unwrap() else {
+                continue;
+            };
+            let acts: Vec<Vec<u8>> = (0..n).map(|_| random_act(ty, k, &mut rng).1).collect();
+            let mut out = vec![f32::NAN; n * m];
+            p.gemm(0..2, &acts.concat(), n, &mut out, m).unwrap();
+            let rb = w.len() / m;
+            for t in 0..n {
+                for r in 0..m {
+                    let want =
+                        super::super::reference_fn(ty)(k, &w[r * rb..(r + 1) * rb], &acts[t]);
+                    let got = out[t * m + r];
+                    let tol = 1e-5 * (want.abs() + 1.0) * (k as f32).sqrt();
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{ty} t={t} r={r}: {got} vs {want}"
+                    );
+                    if ty == GgmlType::Q6K {
+                        // Q6_K's prefill keeps the per-row kernels' float order.
+                        let exact = vec_dot(ty, k, &w[r * rb..(r + 1) * rb], &acts[t]);
+                        assert_eq!(got.to_bits(), exact.to_bits(), "{ty} t={t} r={r}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn packed_gemm_bit_equal_vec_dot() {
         let mut rng = StdRng::seed_from_u64(31);
-        for ty in [GgmlType::Q4K, GgmlType::Q6K] {
-            let (k, m) = (3 * 256, 24);
+        for ty in [
+            GgmlType::Q4K,
+            GgmlType::Q6K,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+        ] {
+            let (k, m) = (3 * 256 + if ty.block_elems() == 32 { 32 } else { 0 }, 24);
             let w: Vec<u8> = (0..m).flat_map(|_| random_row(ty, k, &mut rng)).collect();
             let Some(p) = PackedMatrix::pack(ty, m, k, &w).unwrap() else {
                 eprintln!("{ty}: no packed kernel on this CPU: skipped");

@@ -165,6 +165,56 @@ pub fn pack_q6_k(nb: usize, w: &[u8], rb: usize, dst: &mut [u8]) {
     }
 }
 
+/// The four quarters' 6-bit values (as u8) of one group and half from its planes P0/P1/P2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q6_values(pp: *const u8) -> [__m256i; 4] {
+    let m6 = _mm256_set1_epi8(0x3F);
+    let p0 = _mm256_loadu_si256(pp as *const __m256i);
+    let p1 = _mm256_loadu_si256(pp.add(32) as *const __m256i);
+    let p2 = _mm256_loadu_si256(pp.add(64) as *const __m256i);
+    // Quarter 3: bits 6-7 of P0, P1, P2 as its bits 0-1, 2-3, 4-5 (0xD8: c ? b : a).
+    let a = _mm256_ternarylogic_epi32::<0xD8>(
+        _mm256_srli_epi16(p1, 4),
+        _mm256_srli_epi16(p0, 6),
+        _mm256_set1_epi8(0x03),
+    );
+    let v3 = _mm256_and_si256(
+        _mm256_ternarylogic_epi32::<0xD8>(_mm256_srli_epi16(p2, 2), a, _mm256_set1_epi8(0x0F)),
+        m6,
+    );
+    [
+        _mm256_and_si256(p0, m6),
+        _mm256_and_si256(p1, m6),
+        _mm256_and_si256(p2, m6),
+        v3,
+    ]
+}
+
+/// Bytes of one Q6_K unit expanded for prefill: scales and d as packed, then every value as a
+/// u8 [8 groups x 2 halves x 4 quarters x 8 rows x 4].
+pub const Q6K_WIDE_UNIT: usize = Q6K_PL + 2048;
+
+/// Expands `nb` packed Q6_K units into the wide layout (once per panel and call, so prefill's
+/// token tiles skip the 6-bit unpacking).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn expand_q6_k(nb: usize, panel: *const u8, dst: *mut u8) {
+    for i in 0..nb {
+        let pw = panel.add(i * Q6K_UNIT);
+        let o = dst.add(i * Q6K_WIDE_UNIT);
+        std::ptr::copy_nonoverlapping(pw, o, Q6K_PL);
+        for g in 0..8 {
+            for h in 0..2 {
+                let v = q6_values(pw.add(Q6K_PL + 192 * g + 96 * h));
+                for (k, vk) in v.iter().enumerate() {
+                    let at = o.add(Q6K_PL + 256 * g + 128 * h + 32 * k);
+                    _mm256_storeu_si256(at as *mut __m256i, *vk);
+                }
+            }
+        }
+    }
+}
+
 /// Eight i8 at `p` as the i16 pairs (v, v) of 8 i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -178,18 +228,16 @@ unsafe fn dup_pairs(p: *const u8) -> __m256i {
 /// `vec_dot_q6_K_q8_K`): partial g holds bytes 4g..4g+4 of every 32-byte chunk and bsum pair g
 /// of the correction, with its own float accumulator, the eight summed as `hsum_float_8` does.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn gemm_q6_k<const RN: usize>(
+pub unsafe fn gemm_q6_k<const RN: usize, const WIDE: bool>(
     nb: usize,
     panel: *const u8,
     xs: [*const u8; RN],
     out: [*mut f32; RN],
 ) {
-    let m6 = _mm256_set1_epi8(0x3F);
-    let m2 = _mm256_set1_epi8(0x03);
-    let m4 = _mm256_set1_epi8(0x0F);
+    let unit = if WIDE { Q6K_WIDE_UNIT } else { Q6K_UNIT };
     let mut acc = [[_mm256_setzero_ps(); RN]; 8];
     for i in 0..nb {
-        let pw = panel.add(i * Q6K_UNIT);
+        let pw = panel.add(i * unit);
         let d = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(Q6K_DD) as *const __m128i));
         let mut dd = [_mm256_setzero_ps(); RN];
         for t in 0..RN {
@@ -213,26 +261,18 @@ pub unsafe fn gemm_q6_k<const RN: usize>(
                 sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(corr, 5));
             }
             for h in 0..2 {
-                let pp = pw.add(Q6K_PL + 192 * g + 96 * h);
-                let p0 = _mm256_loadu_si256(pp as *const __m256i);
-                let p1 = _mm256_loadu_si256(pp.add(32) as *const __m256i);
-                let p2 = _mm256_loadu_si256(pp.add(64) as *const __m256i);
-                // Quarter 3: bits 6-7 of P0, P1, P2 as its bits 0-1, 2-3, 4-5 (0xD8: c ? b : a).
-                let a = _mm256_ternarylogic_epi32::<0xD8>(
-                    _mm256_srli_epi16(p1, 4),
-                    _mm256_srli_epi16(p0, 6),
-                    m2,
-                );
-                let v3 = _mm256_and_si256(
-                    _mm256_ternarylogic_epi32::<0xD8>(_mm256_srli_epi16(p2, 2), a, m4),
-                    m6,
-                );
-                let v = [
-                    _mm256_and_si256(p0, m6),
-                    _mm256_and_si256(p1, m6),
-                    _mm256_and_si256(p2, m6),
-                    v3,
-                ];
+                let v = if WIDE {
+                    let pv = pw.add(Q6K_PL + 256 * g + 128 * h);
+                    let ld = |k: usize| pv.add(32 * k) as *const __m256i;
+                    [
+                        _mm256_loadu_si256(ld(0)),
+                        _mm256_loadu_si256(ld(1)),
+                        _mm256_loadu_si256(ld(2)),
+                        _mm256_loadu_si256(ld(3)),
+                    ]
+                } else {
+                    q6_values(pw.add(Q6K_PL + 192 * g + 96 * h))
+                };
                 for (k, vk) in v.iter().enumerate() {
                     // Chunk c = 4h + k; bytes 0..16 take scale 2c, bytes 16..32 scale 2c + 1.
                     let sc = scv[8 * h + 2 * k + g / 4];
@@ -257,5 +297,279 @@ pub unsafe fn gemm_q6_k<const RN: usize>(
         let u0 = _mm256_add_ps(s[0], s[2]);
         let u1 = _mm256_add_ps(s[1], s[3]);
         _mm256_storeu_ps(out[t], _mm256_add_ps(u0, u1));
+    }
+}
+
+/// Legacy unit (one block of 32 of 8 rows): d [8] f16 | then per kind: Q8_0 values
+/// [8 groups x 8 rows x 4] i8; Q4_0 nibbles [4 x 8 rows x 4] (low nibbles group g, high
+/// nibbles group g + 4); Q5_0 the same nibbles after masks [8 groups] u32 whose bit 4r + e is
+/// set where element 4g + e of row r has its fifth bit clear.
+pub const Q8_0_UNIT: usize = 16 + 256;
+pub const Q4_0_UNIT: usize = 16 + 128;
+pub const Q5_0_UNIT: usize = 16 + 32 + 128;
+/// Which legacy layout a kernel reads.
+pub const KIND_Q8_0: u8 = 0;
+pub const KIND_Q4_0: u8 = 1;
+pub const KIND_Q5_0: u8 = 2;
+
+/// Repacks `nb` legacy blocks of 8 rows of `kind` (`rb` bytes apart from `w`) into `dst`.
+pub fn pack_legacy(kind: u8, nb: usize, w: &[u8], rb: usize, dst: &mut [u8]) {
+    let (unit, wb) = match kind {
+        KIND_Q8_0 => (Q8_0_UNIT, 34),
+        KIND_Q4_0 => (Q4_0_UNIT, 18),
+        _ => (Q5_0_UNIT, 22),
+    };
+    for i in 0..nb {
+        let d = &mut dst[i * unit..(i + 1) * unit];
+        for r in 0..8 {
+            let b = &w[r * rb + i * wb..r * rb + (i + 1) * wb];
+            d[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
+            match kind {
+                KIND_Q8_0 => {
+                    for g in 0..8 {
+                        let o = 16 + 32 * g + 4 * r;
+                        d[o..o + 4].copy_from_slice(&b[Q8_0_QS + 4 * g..Q8_0_QS + 4 * g + 4]);
+                    }
+                }
+                _ => {
+                    let (qs, nib) = if kind == KIND_Q4_0 {
+                        (Q4_0_QS, 16)
+                    } else {
+                        (Q5_0_QS, 48)
+                    };
+                    for g in 0..4 {
+                        let o = nib + 32 * g + 4 * r;
+                        d[o..o + 4].copy_from_slice(&b[qs + 4 * g..qs + 4 * g + 4]);
+                    }
+                    if kind == KIND_Q5_0 {
+                        let qh = u32_at(b, Q5_0_QH);
+                        for g in 0..8 {
+                            let o = 16 + 4 * g;
+                            let mut m = u32::from_le_bytes([d[o], d[o + 1], d[o + 2], d[o + 3]]);
+                            for e in 0..4 {
+                                if qh >> (4 * g + e) & 1 == 0 {
+                                    m |= 1 << (4 * r + e);
+                                }
+                            }
+                            d[o..o + 4].copy_from_slice(&m.to_le_bytes());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Legacy panel against RN Q8_0 activation rows, in the lanes and float order of ggml's AVX2
+/// `vec_dot_q*_0_q8_0` (and so of [`super::dot_avx2`]): the i32 sum of each group of 4
+/// elements is its own partial with its own float accumulator (FMA by d·dx per block), the
+/// eight summed as `hsum_float_8` does. Signs move onto the activations (`vpsignb`) so the
+/// u8 x i8 `vpdpbusd` applies, exactly.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm_legacy<const RN: usize, const KIND: u8>(
+    nb: usize,
+    panel: *const u8,
+    xs: [*const u8; RN],
+    out: [*mut f32; RN],
+) {
+    let unit = match KIND {
+        KIND_Q8_0 => Q8_0_UNIT,
+        KIND_Q4_0 => Q4_0_UNIT,
+        _ => Q5_0_UNIT,
+    };
+    let m4 = _mm256_set1_epi8(0x0F);
+    // Up to two tokens: one pass over the blocks with all eight partials live; more tokens:
+    // one pass per group pair (g, g + 4), the panel re-read from L1.
+    let passes = if RN <= 2 { 1 } else { 4 };
+    let per = 4 / passes;
+    let mut acc = [[_mm256_setzero_ps(); RN]; 8];
+    for pass in 0..passes {
+        let mut a = [[_mm256_setzero_ps(); RN]; 8];
+        for b in 0..nb {
+            let pw = panel.add(b * unit);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(pw as *const __m128i));
+            let mut dd = [_mm256_setzero_ps(); RN];
+            for t in 0..RN {
+                let dx = _mm256_set1_ps(super::dot_avx2::f16_at_ptr(xs[t].add(b * 34)));
+                dd[t] = _mm256_mul_ps(d, dx);
+            }
+            for q in 0..per {
+                let gp = pass * per + q;
+                // Groups gp and gp + 4 of 8 rows, as signed i8.
+                let (wl, wh) = match KIND {
+                    KIND_Q8_0 => (
+                        _mm256_loadu_si256(pw.add(16 + 32 * gp) as *const __m256i),
+                        _mm256_loadu_si256(pw.add(16 + 32 * (gp + 4)) as *const __m256i),
+                    ),
+                    KIND_Q4_0 => {
+                        let v = _mm256_loadu_si256(pw.add(16 + 32 * gp) as *const __m256i);
+                        let eight = _mm256_set1_epi8(8);
+                        (
+                            _mm256_sub_epi8(_mm256_and_si256(v, m4), eight),
+                            _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), eight),
+                        )
+                    }
+                    _ => {
+                        let v = _mm256_loadu_si256(pw.add(48 + 32 * gp) as *const __m256i);
+                        let kl = (pw.add(16 + 4 * gp) as *const u32).read_unaligned();
+                        let kh = (pw.add(16 + 4 * (gp + 4)) as *const u32).read_unaligned();
+                        let sixteen = _mm256_set1_epi8(16);
+                        let nl = _mm256_and_si256(v, m4);
+                        let nh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                        (
+                            _mm256_mask_sub_epi8(nl, kl, nl, sixteen),
+                            _mm256_mask_sub_epi8(nh, kh, nh, sixteen),
+                        )
+                    }
+                };
+                let (al, ah) = (_mm256_abs_epi8(wl), _mm256_abs_epi8(wh));
+                for t in 0..RN {
+                    let px = xs[t].add(b * 34 + Q8_0_QS);
+                    let yl = bcast4(px.add(4 * gp));
+                    let yh = bcast4(px.add(4 * (gp + 4)));
+                    let z = _mm256_setzero_si256();
+                    let sl = _mm256_dpbusd_epi32(z, al, _mm256_sign_epi8(yl, wl));
+                    let sh = _mm256_dpbusd_epi32(z, ah, _mm256_sign_epi8(yh, wh));
+                    a[2 * q][t] = _mm256_fmadd_ps(dd[t], _mm256_cvtepi32_ps(sl), a[2 * q][t]);
+                    a[2 * q + 1][t] =
+                        _mm256_fmadd_ps(dd[t], _mm256_cvtepi32_ps(sh), a[2 * q + 1][t]);
+                }
+            }
+        }
+        for q in 0..per {
+            acc[pass * per + q] = a[2 * q];
+            acc[pass * per + q + 4] = a[2 * q + 1];
+        }
+    }
+    for t in 0..RN {
+        // hsum_float_8's order: (a0 + a4) + (a2 + a6), (a1 + a5) + (a3 + a7), then those two.
+        let s0 = _mm256_add_ps(acc[4][t], acc[0][t]);
+        let s1 = _mm256_add_ps(acc[5][t], acc[1][t]);
+        let s2 = _mm256_add_ps(acc[6][t], acc[2][t]);
+        let s3 = _mm256_add_ps(acc[7][t], acc[3][t]);
+        let u0 = _mm256_add_ps(s0, s2);
+        let u1 = _mm256_add_ps(s1, s3);
+        _mm256_storeu_ps(out[t], _mm256_add_ps(u0, u1));
+    }
+}
+
+/// Per-block activation sums times the legacy kind's bias (128 for Q8_0 stored as w ^ 0x80,
+/// 8 for Q4_0, 16 for Q5_0): `sums[t * nb + b] = bias * Σ x[t] block b`, for the prefill kernel.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn block_sums(kind: u8, nb: usize, x: *const u8, xb: usize, n: usize, sums: *mut i32) {
+    let bias = match kind {
+        KIND_Q8_0 => 128,
+        KIND_Q4_0 => 8,
+        _ => 16,
+    };
+    let flip = _mm256_set1_epi8(-128);
+    for t in 0..n {
+        for b in 0..nb {
+            let y = _mm256_loadu_si256(x.add(t * xb + b * 34 + Q8_0_QS) as *const __m256i);
+            // Σ (y + 128) over 32 bytes as four u64, minus 32 * 128.
+            let s4 = _mm256_sad_epu8(_mm256_xor_si256(y, flip), _mm256_setzero_si256());
+            let s2 = _mm_add_epi64(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
+            let s = _mm_cvtsi128_si64(_mm_add_epi64(s2, _mm_unpackhi_epi64(s2, s2))) as i32 - 4096;
+            *sums.add(t * nb + b) = bias * s;
+        }
+    }
+}
+
+/// Bytes of one expanded legacy unit for the prefill kernel: d [8] f16 | values as u8 (the
+/// weight plus its kind's bias) [8 groups x 8 rows x 4].
+pub const EXPANDED_UNIT: usize = 16 + 256;
+
+/// Expands `nb` packed legacy units of `KIND` into the prefill kernel's unsigned layout (once
+/// per panel and call; the kernel then runs every token tile on it).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn expand_legacy<const KIND: u8>(nb: usize, panel: *const u8, dst: *mut u8) {
+    let unit = match KIND {
+        KIND_Q8_0 => Q8_0_UNIT,
+        KIND_Q4_0 => Q4_0_UNIT,
+        _ => Q5_0_UNIT,
+    };
+    let m4 = _mm256_set1_epi8(0x0F);
+    for b in 0..nb {
+        let pw = panel.add(b * unit);
+        let o = dst.add(b * EXPANDED_UNIT);
+        _mm_storeu_si128(o as *mut __m128i, _mm_loadu_si128(pw as *const __m128i));
+        for gp in 0..4 {
+            let (ul, uh) = match KIND {
+                KIND_Q8_0 => {
+                    let flip = _mm256_set1_epi8(-128);
+                    let l = _mm256_loadu_si256(pw.add(16 + 32 * gp) as *const __m256i);
+                    let h = _mm256_loadu_si256(pw.add(16 + 32 * (gp + 4)) as *const __m256i);
+                    (_mm256_xor_si256(l, flip), _mm256_xor_si256(h, flip))
+                }
+                KIND_Q4_0 => {
+                    let v = _mm256_loadu_si256(pw.add(16 + 32 * gp) as *const __m256i);
+                    (
+                        _mm256_and_si256(v, m4),
+                        _mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                    )
+                }
+                _ => {
+                    let v = _mm256_loadu_si256(pw.add(48 + 32 * gp) as *const __m256i);
+                    // The masks mark a clear fifth bit; the value gets 16 where it is set.
+                    let kl = !(pw.add(16 + 4 * gp) as *const u32).read_unaligned();
+                    let kh = !(pw.add(16 + 4 * (gp + 4)) as *const u32).read_unaligned();
+                    let sixteen = _mm256_set1_epi8(16);
+                    let nl = _mm256_and_si256(v, m4);
+                    let nh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    (
+                        _mm256_mask_add_epi8(nl, kl, nl, sixteen),
+                        _mm256_mask_add_epi8(nh, kh, nh, sixteen),
+                    )
+                }
+            };
+            _mm256_storeu_si256(o.add(16 + 32 * gp) as *mut __m256i, ul);
+            _mm256_storeu_si256(o.add(16 + 32 * (gp + 4)) as *mut __m256i, uh);
+        }
+    }
+}
+
+/// Legacy panel (expanded by [`expand_legacy`]) against RN Q8_0 activation rows for prefill:
+/// the whole block's i32 sum per row (unsigned weights against signed activations in
+/// `vpdpbusd`, the bias removed with the block sums of [`block_sums`]), one FMA by d·dx per
+/// block. Exact integer sums; the float order is that of a block-wise GEMM (tinyBLAS-like),
+/// not the per-row partials of decode.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm_legacy_prefill<const RN: usize>(
+    nb: usize,
+    panel: *const u8,
+    xs: [*const u8; RN],
+    sums: [*const i32; RN],
+    out: [*mut f32; RN],
+) {
+    let mut acc = [_mm256_setzero_ps(); RN];
+    for b in 0..nb {
+        let pw = panel.add(b * EXPANDED_UNIT);
+        // Four independent i32 chains per token (group pairs by parity, low and high half), so
+        // that `vpdpbusd` latency does not serialize a block.
+        let mut s = [[_mm256_setzero_si256(); 4]; RN];
+        for gp in 0..4 {
+            let ul = _mm256_loadu_si256(pw.add(16 + 32 * gp) as *const __m256i);
+            let uh = _mm256_loadu_si256(pw.add(16 + 32 * (gp + 4)) as *const __m256i);
+            for t in 0..RN {
+                let px = xs[t].add(b * 34 + Q8_0_QS);
+                let c = 2 * (gp % 2);
+                s[t][c] = _mm256_dpbusd_epi32(s[t][c], ul, bcast4(px.add(4 * gp)));
+                s[t][c + 1] = _mm256_dpbusd_epi32(s[t][c + 1], uh, bcast4(px.add(4 * (gp + 4))));
+            }
+        }
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(pw as *const __m128i));
+        for t in 0..RN {
+            let dx = _mm256_set1_ps(super::dot_avx2::f16_at_ptr(xs[t].add(b * 34)));
+            let corr = _mm256_set1_epi32(*sums[t].add(b));
+            let st = _mm256_add_epi32(
+                _mm256_add_epi32(s[t][0], s[t][1]),
+                _mm256_add_epi32(s[t][2], s[t][3]),
+            );
+            let dot = _mm256_cvtepi32_ps(_mm256_sub_epi32(st, corr));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), dot, acc[t]);
+        }
+    }
+    for t in 0..RN {
+        _mm256_storeu_ps(out[t], acc[t]);
     }
 }
