@@ -256,8 +256,6 @@ fn avx2_rows(w_ty: GgmlType, units: usize, w: &[u8], rb: usize, x: &[u8], out: &
             GgmlType::Q4_0 => return each_row!(dot_avx512::dot_q4_0_q8_0, units, w, rb, x, out),
             GgmlType::Q5_0 => return each_row!(dot_avx512::dot_q5_0_q8_0, units, w, rb, x, out),
             GgmlType::Q8_0 => return each_row!(dot_avx512::dot_q8_0_q8_0, units, w, rb, x, out),
-            GgmlType::Q4K => return each_row!(dot_avx512::dot_q4_k_q8_k, units, w, rb, x, out),
-            GgmlType::Q6K => return each_row!(dot_avx512::dot_q6_k_q8_k, units, w, rb, x, out),
             _ => {}
         }
     }
@@ -324,8 +322,6 @@ fn avx2_cols(w_ty: GgmlType, units: usize, w: &[u8], xs: &[&[u8]], out: &mut [f3
             GgmlType::Q4_0 => return in_groups!(dot_avx512::dot_q4_0_q8_0, units, w, xs, out),
             GgmlType::Q5_0 => return in_groups!(dot_avx512::dot_q5_0_q8_0, units, w, xs, out),
             GgmlType::Q8_0 => return in_groups!(dot_avx512::dot_q8_0_q8_0, units, w, xs, out),
-            GgmlType::Q4K => return in_groups!(dot_avx512::dot_q4_k_q8_k, units, w, xs, out),
-            GgmlType::Q6K => return in_groups!(dot_avx512::dot_q6_k_q8_k, units, w, xs, out),
             _ => {}
         }
     }

@@ -251,7 +251,7 @@ fn avx512_kernels_bit_equal_avx2() {
     }
     use super::{dot_avx2 as a2, dot_avx512 as a5};
     type K<const N: usize> = unsafe fn(usize, *const u8, [*const u8; N]) -> [f32; N];
-    let kernels: [(GgmlType, K<1>, K<1>, K<3>, K<3>); 5] = [
+    let kernels: [(GgmlType, K<1>, K<1>, K<3>, K<3>); 3] = [
         (
             GgmlType::Q4_0,
             a2::dot_q4_0_q8_0::<1>,
@@ -272,20 +272,6 @@ fn avx512_kernels_bit_equal_avx2() {
             a5::dot_q8_0_q8_0::<1>,
             a2::dot_q8_0_q8_0::<3>,
             a5::dot_q8_0_q8_0::<3>,
-        ),
-        (
-            GgmlType::Q4K,
-            a2::dot_q4_k_q8_k::<1>,
-            a5::dot_q4_k_q8_k::<1>,
-            a2::dot_q4_k_q8_k::<3>,
-            a5::dot_q4_k_q8_k::<3>,
-        ),
-        (
-            GgmlType::Q6K,
-            a2::dot_q6_k_q8_k::<1>,
-            a5::dot_q6_k_q8_k::<1>,
-            a2::dot_q6_k_q8_k::<3>,
-            a5::dot_q6_k_q8_k::<3>,
         ),
     ];
     let mut rng = StdRng::seed_from_u64(17);
