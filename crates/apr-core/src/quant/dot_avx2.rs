@@ -88,32 +88,35 @@ pub(super) unsafe fn bits_to_bytes_32(p: *const u8) -> __m256i {
     _mm256_cmpeq_epi8(_mm256_or_si256(bytes, all_but), _mm256_set1_epi8(-1))
 }
 
-/// Signed i8 x signed i8 over 32 lanes, summed in pairs to 8 x i32. `ax` = |x|, `x` the
-/// signed weights; the sign moves onto `y` so maddubs (u8 x i8) applies.
+/// Signed i8 x signed i8 over 32 lanes, summed in fours to 8 x i32 (ggml's
+/// `mul_sum_i8_pairs`): the sign of the weights `x` moves onto `y` so maddubs (u8 x i8)
+/// applies to |x|.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_i8_signed(ax: __m256i, x: __m256i, y: __m256i) -> __m256i {
+unsafe fn dot_i8_signed(x: __m256i, y: __m256i) -> __m256i {
+    let ax = _mm256_sign_epi8(x, x);
     let sy = _mm256_sign_epi8(y, x);
     _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
 }
 
-/// Legacy weights against Q8_0 activations: `$unpack` turns the block at `$p` into 32 signed
-/// i8 values; `$wb` is the weight block size in bytes.
+/// Legacy weights against Q8_0 activations, for the CPU features `$feat`: `$unpack` turns the
+/// block at `$p` into 32 signed i8 values; `$wb` is the weight block size in bytes; `$dot` is
+/// the module's i8 x i8 -> 8 x i32 dot (same lanes in every module). `hsum_ps` and
+/// `f16_at_ptr` are the expanding module's.
 macro_rules! legacy_kernel {
-    ($(#[$doc:meta])* $name:ident, $wb:expr, |$p:ident| $unpack:expr) => {
+    ($feat:literal, $dot:ident; $(#[$doc:meta])* $name:ident, $wb:expr, |$p:ident| $unpack:expr) => {
         $(#[$doc])*
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[target_feature(enable = $feat)]
         pub unsafe fn $name<const N: usize>(nb: usize, w: *const u8, xs: [*const u8; N]) -> [f32; N] {
             let mut acc = [_mm256_setzero_ps(); N];
             for i in 0..nb {
                 let $p = w.add(i * $wb);
                 let bw: __m256i = $unpack;
-                let aw = _mm256_sign_epi8(bw, bw);
                 let dw = f16_at_ptr($p);
                 for c in 0..N {
                     let px = xs[c].add(i * 34);
                     let by = _mm256_loadu_si256(px.add(Q8_0_QS) as *const __m256i);
-                    let dot = _mm256_cvtepi32_ps(dot_i8_signed(aw, bw, by));
+                    let dot = _mm256_cvtepi32_ps($dot(bw, by));
                     let d = _mm256_set1_ps(dw * f16_at_ptr(px));
                     acc[c] = _mm256_fmadd_ps(d, dot, acc[c]);
                 }
@@ -126,20 +129,24 @@ macro_rules! legacy_kernel {
         }
     };
 }
+pub(super) use legacy_kernel;
 
 legacy_kernel!(
+    "avx2,fma,f16c", dot_i8_signed;
     /// Q8_0 · Q8_0.
     dot_q8_0_q8_0,
     34,
     |p| _mm256_loadu_si256(p.add(Q8_0_QS) as *const __m256i)
 );
 legacy_kernel!(
+    "avx2,fma,f16c", dot_i8_signed;
     /// Q4_0 · Q8_0: nibbles minus 8.
     dot_q4_0_q8_0,
     18,
     |p| _mm256_sub_epi8(nibbles_32(p.add(Q4_0_QS)), _mm256_set1_epi8(8))
 );
 legacy_kernel!(
+    "avx2,fma,f16c", dot_i8_signed;
     /// Q5_0 · Q8_0: (nibble | hbit << 4) - 16, i.e. nibble, or nibble | 0xF0 where hbit is clear.
     dot_q5_0_q8_0,
     22,

@@ -3,16 +3,17 @@
 //! per block: `vpdpbusd` fuses the byte products with their i32 accumulation, and Q5_0's fifth
 //! bits come straight from a mask register. (Matrices of whole 8-row panels run the packed
 //! kernels of [`super::packed_avx512`] instead; Q4_K and Q6_K rows outside them take the AVX2
-//! kernels, which AVX-512 did not speed up per row.) Every i32 lane holds the same integer as the AVX2 kernel's
-//! lane (no saturation is possible on these value ranges) and the float steps are the same, so
-//! the results are bit-identical to the AVX2 kernels (tested), and so to ggml's order.
+//! kernels, which AVX-512 did not speed up per row.) The kernel bodies are the AVX2 module's
+//! `legacy_kernel`; every i32 lane holds the same integer as the AVX2 kernel's lane (no
+//! saturation is possible on these value ranges), so the results are bit-identical to the
+//! AVX2 kernels (tested), and so to ggml's order.
 //!
 //! Safety contract of every `unsafe fn` here: the CPU supports avx2, fma, f16c, avx512f,
 //! avx512bw, avx512vl and avx512vnni, `w` holds at least `nb` weight blocks and every `xs[c]`
 //! at least `nb` activation blocks.
 
 use super::blocks::*;
-use super::dot_avx2::f16_at_ptr;
+use super::dot_avx2::{f16_at_ptr, legacy_kernel};
 use std::arch::x86_64::*;
 
 #[inline]
@@ -51,48 +52,22 @@ unsafe fn dot_i8_signed(x: __m256i, y: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy)
 }
 
-/// Legacy weights against Q8_0 activations: `$unpack` turns the block at `$p` into 32 signed
-/// i8 values; `$wb` is the weight block size in bytes.
-macro_rules! legacy_kernel {
-    ($(#[$doc:meta])* $name:ident, $wb:expr, |$p:ident| $unpack:expr) => {
-        $(#[$doc])*
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        pub unsafe fn $name<const N: usize>(nb: usize, w: *const u8, xs: [*const u8; N]) -> [f32; N] {
-            let mut acc = [_mm256_setzero_ps(); N];
-            for i in 0..nb {
-                let $p = w.add(i * $wb);
-                let bw: __m256i = $unpack;
-                let dw = f16_at_ptr($p);
-                for c in 0..N {
-                    let px = xs[c].add(i * 34);
-                    let by = _mm256_loadu_si256(px.add(Q8_0_QS) as *const __m256i);
-                    let dot = _mm256_cvtepi32_ps(dot_i8_signed(bw, by));
-                    let d = _mm256_set1_ps(dw * f16_at_ptr(px));
-                    acc[c] = _mm256_fmadd_ps(d, dot, acc[c]);
-                }
-            }
-            let mut out = [0f32; N];
-            for c in 0..N {
-                out[c] = hsum_ps(acc[c]);
-            }
-            out
-        }
-    };
-}
-
 legacy_kernel!(
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", dot_i8_signed;
     /// Q8_0 · Q8_0.
     dot_q8_0_q8_0,
     34,
     |p| _mm256_loadu_si256(p.add(Q8_0_QS) as *const __m256i)
 );
 legacy_kernel!(
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", dot_i8_signed;
     /// Q4_0 · Q8_0: nibbles minus 8.
     dot_q4_0_q8_0,
     18,
     |p| _mm256_sub_epi8(nibbles_32(p.add(Q4_0_QS)), _mm256_set1_epi8(8))
 );
 legacy_kernel!(
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", dot_i8_signed;
     /// Q5_0 · Q8_0.
     dot_q5_0_q8_0,
     22,
