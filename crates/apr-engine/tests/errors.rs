@@ -1,17 +1,10 @@
 //! Engine-level errors on the real 0.5B model: out-of-range ids and a full context.
 
 use apr_engine::{Engine, EngineError, GenOptions, SamplerConfig};
-use apr_models::ModelError;
+mod common;
+use common::model;
 
-fn model() -> std::path::PathBuf {
-    let p = apr_engine::resolve::models_dir().join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/fetch-models.sh 0.5b",
-        p.display()
-    );
-    p
-}
+use apr_models::ModelError;
 
 #[test]
 fn out_of_range_ids_and_full_context_are_errors() {

@@ -2,22 +2,15 @@
 //! give the greedy tokens and logits of decoding each alone, on the real 0.5B model.
 
 use apr_engine::{Engine, EngineError};
+mod common;
+use common::model;
+
 use apr_models::{ModelError, Scratch};
 
 /// Decode steps compared after each prompt's prefill.
 const STEPS: usize = 8;
 /// Largest allowed `max |logit diff| / max |logit|` between batched and alone.
 const TOLERANCE: f32 = 1e-3;
-
-fn model() -> std::path::PathBuf {
-    let p = apr_engine::resolve::models_dir().join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
-    assert!(
-        p.is_file(),
-        "{} missing: run scripts/fetch-models.sh 0.5b",
-        p.display()
-    );
-    p
-}
 
 fn argmax(v: &[f32]) -> u32 {
     let mut best = 0;
