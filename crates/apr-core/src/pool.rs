@@ -27,6 +27,9 @@ struct Shared {
     next_slot: AtomicUsize,
     done_slots: AtomicUsize,
     shutdown: AtomicBool,
+    /// Workers asleep on (or about to wait on) `wake`: a dispatch takes the lock and notifies
+    /// only when one is, so a busy pool issues no syscall per job.
+    sleepers: AtomicUsize,
     sleep_lock: Mutex<()>,
     wake: Condvar,
     n_threads: usize,
@@ -78,6 +81,7 @@ impl ThreadPool {
             next_slot: AtomicUsize::new(0),
             done_slots: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
             n_threads,
@@ -128,12 +132,13 @@ impl ThreadPool {
         sh.n_slots.store(n_slots, Ordering::SeqCst);
         sh.next_slot.store(0, Ordering::SeqCst);
         sh.done_slots.store(0, Ordering::SeqCst);
-        let epoch = {
+        // Dekker pairing with the worker's `sleepers` increment (both SeqCst): either it sees
+        // the new epoch before it waits, or this sees it asleep and wakes it under the lock.
+        let epoch = sh.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        if sh.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = sh.sleep_lock.lock().expect("pool lock");
-            let e = sh.epoch.fetch_add(1, Ordering::SeqCst) + 1;
             sh.wake.notify_all();
-            e
-        };
+        }
         sh.run_slots(job);
         wait_until(|| sh.done_slots.load(Ordering::Acquire) == n_slots);
         sh.closed.store(epoch, Ordering::SeqCst);
@@ -158,9 +163,13 @@ fn worker(s: Arc<Shared>) {
                 std::hint::spin_loop();
             } else {
                 let g = s.sleep_lock.lock().expect("pool lock");
-                if s.epoch.load(Ordering::Acquire) == seen && !s.shutdown.load(Ordering::Acquire) {
+                s.sleepers.fetch_add(1, Ordering::SeqCst);
+                if s.epoch.load(Ordering::SeqCst) == seen && !s.shutdown.load(Ordering::Acquire) {
                     drop(s.wake.wait(g).expect("pool lock"));
+                } else {
+                    drop(g);
                 }
+                s.sleepers.fetch_sub(1, Ordering::SeqCst);
                 spins = 0;
             }
         }

@@ -703,19 +703,4 @@ fn report(s: &serde_json::Value, tasks: &[&Task], records: &[SampleRecord]) -> S
     o
 }
 
-/// sha256 of a file, hex.
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
+pub use apr_formats::provenance::file_sha256;

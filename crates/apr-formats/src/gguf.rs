@@ -55,6 +55,8 @@ pub enum GgufError {
     Metadata { key: String, msg: String },
     #[error("tensor {0} not found in the file")]
     MissingTensor(String),
+    #[error("writing GGUF: {0}")]
+    Writer(String),
 }
 
 pub type Result<T> = std::result::Result<T, GgufError>;
@@ -531,98 +533,8 @@ impl Gguf {
     }
 }
 
-/// Writes GGUF images; used by tests and the fuzz corpus here, by quantize/export later.
-pub mod write {
-    use super::Value;
-
-    fn value_type(v: &Value) -> u32 {
-        match v {
-            Value::U8(_) => 0,
-            Value::I8(_) => 1,
-            Value::U16(_) => 2,
-            Value::I16(_) => 3,
-            Value::U32(_) => 4,
-            Value::I32(_) => 5,
-            Value::F32(_) => 6,
-            Value::Bool(_) => 7,
-            Value::String(_) => 8,
-            Value::Array(_) => 9,
-            Value::U64(_) => 10,
-            Value::I64(_) => 11,
-            Value::F64(_) => 12,
-        }
-    }
-
-    fn put_str(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-
-    fn put_value(out: &mut Vec<u8>, v: &Value) {
-        match v {
-            Value::U8(x) => out.push(*x),
-            Value::I8(x) => out.push(*x as u8),
-            Value::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::Bool(x) => out.push(*x as u8),
-            Value::String(s) => put_str(out, s),
-            Value::Array(a) => {
-                let ty = a.first().map(value_type).unwrap_or(0);
-                out.extend_from_slice(&ty.to_le_bytes());
-                out.extend_from_slice(&(a.len() as u64).to_le_bytes());
-                for e in a {
-                    put_value(out, e);
-                }
-            }
-            Value::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
-            Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
-        }
-    }
-
-    /// A tensor to write: name, ggml dims, ggml type id, raw data.
-    pub struct TensorOut<'a> {
-        pub name: &'a str,
-        pub dims: &'a [u64],
-        pub type_id: u32,
-        pub data: &'a [u8],
-    }
-
-    /// Serialize a GGUF v3 image with 32-byte alignment.
-    pub fn to_bytes(metadata: &[(&str, Value)], tensors: &[TensorOut]) -> Vec<u8> {
-        const ALIGN: usize = 32;
-        let mut out = Vec::new();
-        out.extend_from_slice(b"GGUF");
-        out.extend_from_slice(&3u32.to_le_bytes());
-        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
-        for (k, v) in metadata {
-            put_str(&mut out, k);
-            out.extend_from_slice(&value_type(v).to_le_bytes());
-            put_value(&mut out, v);
-        }
-        let mut offset = 0usize;
-        for t in tensors {
-            put_str(&mut out, t.name);
-            out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
-            for d in t.dims {
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-            out.extend_from_slice(&t.type_id.to_le_bytes());
-            out.extend_from_slice(&(offset as u64).to_le_bytes());
-            offset += t.data.len().div_ceil(ALIGN) * ALIGN;
-        }
-        out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
-        for t in tensors {
-            out.extend_from_slice(t.data);
-            out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
-        }
-        out
-    }
-}
+/// The GGUF writer (also reachable as `gguf::write`, its older path).
+pub use crate::gguf_writer as write;
 
 #[cfg(test)]
 mod tests {

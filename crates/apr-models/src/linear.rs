@@ -182,23 +182,7 @@ impl Linear {
             // in L1 while the activation rows stream past it).
             pool.run_slots(SLOTS_PER_THREAD * pool.n_threads(), |i, ns| {
                 let pr = split_range(p.panels(), i, ns, PANEL_ALIGN);
-                let (r0, r1) = (pr.start * PANEL_ROWS, pr.end * PANEL_ROWS);
-                if pr.is_empty() {
-                    return;
-                }
-                // SAFETY: each slot writes only columns r0..r1 of every token row.
-                let o = unsafe {
-                    std::slice::from_raw_parts_mut(dst.get().add(r0), (n - 1) * rows + r1 - r0)
-                };
-                let r = p.gemm(pr, &qx[..n * arb], n, o, rows);
-                debug_assert!(r.is_ok(), "weight and activation sizes are fixed at load");
-                if let Some(b) = bias {
-                    for t in 0..n {
-                        for (v, bb) in o[t * rows..t * rows + r1 - r0].iter_mut().zip(&b[r0..r1]) {
-                            *v += bb;
-                        }
-                    }
-                }
+                self.packed_part(p, pr, qx, n, dst);
             });
             return;
         }
@@ -256,6 +240,80 @@ impl Linear {
                         unsafe { *dst.get().add((t0 + j) * rows + r) = v + b };
                     }
                     t0 += m;
+                }
+            }
+        });
+    }
+
+    /// Panels `pr` of the packed product into `dst: [n, rows]` (its columns `8 * pr`).
+    fn packed_part(
+        &self,
+        p: &PackedMatrix,
+        pr: std::ops::Range<usize>,
+        qx: &[u8],
+        n: usize,
+        dst: SyncPtr<f32>,
+    ) {
+        if pr.is_empty() {
+            return;
+        }
+        let rows = self.rows;
+        let (r0, r1) = (pr.start * PANEL_ROWS, pr.end * PANEL_ROWS);
+        // SAFETY: the caller gives each panel range to one slot, which writes only columns
+        // r0..r1 of every token row of an `[n, rows]` buffer.
+        let o =
+            unsafe { std::slice::from_raw_parts_mut(dst.get().add(r0), (n - 1) * rows + r1 - r0) };
+        let r = p.gemm(pr, &qx[..n * self.act_row_bytes()], n, o, rows);
+        debug_assert!(r.is_ok(), "weight and activation sizes are fixed at load");
+        if let Some(b) = &self.bias {
+            for t in 0..n {
+                for (v, bb) in o[t * rows..t * rows + r1 - r0].iter_mut().zip(&b[r0..r1]) {
+                    *v += bb;
+                }
+            }
+        }
+    }
+
+    /// [`Linear::forward_quantized`] of several matrices with one input (q/k/v, gate/up) in one
+    /// pool dispatch when all are packed: the slots split their panels end to end, so the
+    /// small matrices cost no barrier of their own. `group[j].1: [n, rows_j]`.
+    pub fn forward_quantized_group(
+        pool: &ThreadPool,
+        group: &mut [(&Linear, &mut [f32])],
+        qx: &[u8],
+        n: usize,
+    ) {
+        let packed: Option<Vec<&PackedMatrix>> =
+            group.iter().map(|(l, _)| l.packed.as_deref()).collect();
+        let Some(packed) = packed.filter(|_| n > 0) else {
+            for (l, out) in group.iter_mut() {
+                l.forward_quantized(pool, qx, n, out);
+            }
+            return;
+        };
+        // Each matrix's panels in chunks of PANEL_ALIGN, numbered across the group.
+        let mut starts = Vec::with_capacity(group.len() + 1);
+        starts.push(0);
+        for p in &packed {
+            starts.push(starts.last().unwrap() + p.panels().div_ceil(PANEL_ALIGN));
+        }
+        let total = *starts.last().unwrap();
+        let parts: Vec<(&Linear, SyncPtr<f32>)> = group
+            .iter_mut()
+            .map(|(l, out)| {
+                debug_assert!(out.len() >= n * l.rows);
+                (*l, SyncPtr(out.as_mut_ptr()))
+            })
+            .collect();
+        pool.run_slots(SLOTS_PER_THREAD * pool.n_threads(), |i, ns| {
+            let u = split_range(total, i, ns, 1);
+            for (j, &(l, dst)) in parts.iter().enumerate() {
+                let (a, b) = (u.start.max(starts[j]), u.end.min(starts[j + 1]));
+                if a < b {
+                    let np = packed[j].panels();
+                    let pr = ((a - starts[j]) * PANEL_ALIGN).min(np)
+                        ..((b - starts[j]) * PANEL_ALIGN).min(np);
+                    l.packed_part(packed[j], pr, qx, n, dst);
                 }
             }
         });

@@ -259,17 +259,25 @@ impl Model {
 
         for (li, l) in self.layers.iter().enumerate() {
             rms_norm(&s.x, &l.input_layernorm, cfg.rms_eps, d, &mut s.h);
-            // The three projections share one quantization of h when their types agree.
-            l.q_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.q); // [n, n_head * head_dim]
-            if l.k_proj.act_type() == l.q_proj.act_type() {
-                l.k_proj.forward_quantized(pool, &s.qx, n, &mut s.k); // [n, kv_dim]
+            // The three projections share one quantization of h (and one pool dispatch) when
+            // their activation types agree.
+            l.q_proj.quantize_input(pool, &s.h, n, &mut s.qx);
+            let act = l.q_proj.act_type();
+            if l.k_proj.act_type() == act && l.v_proj.act_type() == act {
+                Linear::forward_quantized_group(
+                    pool,
+                    &mut [
+                        (&l.q_proj, &mut s.q),
+                        (&l.k_proj, &mut s.k),
+                        (&l.v_proj, &mut s.v),
+                    ],
+                    &s.qx,
+                    n,
+                );
             } else {
-                l.k_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.k);
-            }
-            if l.v_proj.act_type() == l.k_proj.act_type() {
-                l.v_proj.forward_quantized(pool, &s.qx, n, &mut s.v); // [n, kv_dim]
-            } else {
-                l.v_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.v);
+                l.q_proj.forward_quantized(pool, &s.qx, n, &mut s.q); // [n, n_head * head_dim]
+                l.k_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.k); // [n, kv_dim]
+                l.v_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.v); // [n, kv_dim]
             }
             apply_rope(cfg, &s.rope, &mut s.q, cfg.n_head);
             apply_rope(cfg, &s.rope, &mut s.k, cfg.n_kv_head);
@@ -279,10 +287,16 @@ impl Model {
             add_assign(&mut s.x, &s.o);
 
             rms_norm(&s.x, &l.post_attention_layernorm, cfg.rms_eps, d, &mut s.h);
-            l.gate_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.gate); // [n, ffn]
+            l.gate_proj.quantize_input(pool, &s.h, n, &mut s.qx);
             if l.up_proj.act_type() == l.gate_proj.act_type() {
-                l.up_proj.forward_quantized(pool, &s.qx, n, &mut s.up); // [n, ffn]
+                Linear::forward_quantized_group(
+                    pool,
+                    &mut [(&l.gate_proj, &mut s.gate), (&l.up_proj, &mut s.up)],
+                    &s.qx,
+                    n,
+                ); // [n, ffn] each
             } else {
+                l.gate_proj.forward_quantized(pool, &s.qx, n, &mut s.gate);
                 l.up_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.up);
             }
             swiglu(&mut s.gate, &s.up);

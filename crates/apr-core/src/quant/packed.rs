@@ -7,6 +7,7 @@
 use super::dot::{has_avx512, vec_dot_type};
 use super::error::{bytes_for, check_len};
 use super::{GgmlType, QuantError};
+use crate::hugebuf::HugeBuf;
 
 /// Weight rows per panel.
 pub const PANEL_ROWS: usize = 8;
@@ -17,7 +18,8 @@ pub struct PackedMatrix {
     ty: GgmlType,
     rows: usize,
     cols: usize,
-    data: Vec<u8>,
+    /// On 2 MiB pages where the OS offers them (decode streams these bytes every token).
+    data: HugeBuf,
 }
 
 /// Bytes of one packed unit (a block of every row of a panel); None when `ty` has no packed
@@ -173,7 +175,7 @@ impl PackedMatrix {
         }
         let units = cols / ty.block_elems();
         let pb = units * ub;
-        let mut data = vec![0u8; rows / PANEL_ROWS * pb];
+        let mut data = HugeBuf::zeroed(rows / PANEL_ROWS * pb);
         for (p, dst) in data.chunks_exact_mut(pb).enumerate() {
             let src = &w[p * PANEL_ROWS * rb..(p + 1) * PANEL_ROWS * rb];
             match ty {
