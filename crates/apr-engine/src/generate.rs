@@ -305,6 +305,13 @@ pub fn log_sum_exp(logits: &[f32]) -> f32 {
         + max
 }
 
+/// log p(target) under `logits`, the log-sum-exp in f64 as llama.cpp's perplexity does.
+pub fn log_prob(logits: &[f32], target: usize) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    (logits[target] - max) as f64 - sum.ln()
+}
+
 /// Byte offset where the earliest stop string starts, if any occurs.
 fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
     stops

@@ -5,7 +5,7 @@ pub mod generate;
 pub mod resolve;
 pub mod sampling;
 
-pub use generate::{Engine, GenOptions, GenOutput, Session, StopReason};
+pub use generate::{log_prob, Engine, GenOptions, GenOutput, Session, StopReason};
 pub use resolve::resolve_model;
 pub use sampling::{Sampler, SamplerConfig};
 

@@ -24,12 +24,7 @@ pub enum PerplexityError {
     BadCtx(usize),
 }
 
-/// log p(target) under `logits`, the log-sum-exp in f64 as llama.cpp does.
-pub fn log_prob(logits: &[f32], target: usize) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    (logits[target] - max) as f64 - sum.ln()
-}
+pub use apr_engine::log_prob;
 
 /// Run the evaluation; `progress(done, total, running_ppl)` after each chunk.
 pub fn perplexity(

@@ -1,11 +1,13 @@
 //! apr-models: decoder-only transformer architectures (qwen2, llama), weight-format agnostic.
 
+pub mod act_stats;
 pub mod arch;
 pub mod config;
 pub mod kv_cache;
 pub mod linear;
 pub mod transformer;
 
+pub use act_stats::{ActEntry, ActivationStats};
 pub use arch::{ArchSpec, RopeStyle, ARCHITECTURES};
 pub use config::Config;
 pub use kv_cache::KvCache;

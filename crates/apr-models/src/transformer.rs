@@ -13,7 +13,7 @@ use half::f16;
 
 use crate::arch::RopeStyle;
 use crate::linear::SyncPtr;
-use crate::{Config, KvCache, Linear, ModelError, Result};
+use crate::{ActivationStats, Config, KvCache, Linear, ModelError, Result};
 
 /// Query batches at least this large take the f32 attention path (ggml's FA tile height).
 const F32_ATTENTION_MIN_BATCH: usize = 64;
@@ -62,6 +62,8 @@ pub struct Scratch {
     vf: Vec<f32>,
     /// Logits of the requested rows, `[rows, n_vocab]`.
     pub logits: Vec<f32>,
+    /// When set, every forward pass adds its linear layers' inputs here (importance matrices).
+    pub stats: Option<ActivationStats>,
 }
 
 fn vec_f32(file: &Gguf, name: &str, n: usize) -> Result<Vec<f32>> {
@@ -259,6 +261,11 @@ impl Model {
 
         for (li, l) in self.layers.iter().enumerate() {
             rms_norm(&s.x, &l.input_layernorm, cfg.rms_eps, d, &mut s.h);
+            if let Some(st) = s.stats.as_mut() {
+                for p in [&l.q_proj, &l.k_proj, &l.v_proj] {
+                    st.observe(&p.name, &s.h, n, d);
+                }
+            }
             // The three projections share one quantization of h (and one pool dispatch) when
             // their activation types agree.
             l.q_proj.quantize_input(pool, &s.h, n, &mut s.qx);
@@ -283,10 +290,18 @@ impl Model {
             apply_rope(cfg, &s.rope, &mut s.k, cfg.n_kv_head);
             store_kv(cfg, caches, rows, li, &s.k, &s.v);
             attention(pool, cfg, caches, rows, li, s); // [n, n_head * head_dim]
+            if let Some(st) = s.stats.as_mut() {
+                st.observe(&l.o_proj.name, &s.attn, n, qd);
+            }
             l.o_proj.forward(pool, &s.attn, n, &mut s.qx, &mut s.o); // [n, d]
             add_assign(&mut s.x, &s.o);
 
             rms_norm(&s.x, &l.post_attention_layernorm, cfg.rms_eps, d, &mut s.h);
+            if let Some(st) = s.stats.as_mut() {
+                for p in [&l.gate_proj, &l.up_proj] {
+                    st.observe(&p.name, &s.h, n, d);
+                }
+            }
             l.gate_proj.quantize_input(pool, &s.h, n, &mut s.qx);
             if l.up_proj.act_type() == l.gate_proj.act_type() {
                 Linear::forward_quantized_group(
@@ -300,6 +315,9 @@ impl Model {
                 l.up_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.up);
             }
             swiglu(&mut s.gate, &s.up);
+            if let Some(st) = s.stats.as_mut() {
+                st.observe(&l.down_proj.name, &s.gate, n, ffn);
+            }
             l.down_proj.forward(pool, &s.gate, n, &mut s.qx, &mut s.o); // [n, d]
             add_assign(&mut s.x, &s.o);
         }
@@ -307,6 +325,9 @@ impl Model {
         let m = n - from;
         rms_norm(&s.x[from * d..], &self.norm, cfg.rms_eps, d, &mut s.h);
         s.logits.resize(m * cfg.n_vocab, 0.0);
+        if let Some(st) = s.stats.as_mut().filter(|st| st.include_output) {
+            st.observe(&self.lm_head.name, &s.h[..m * d], m, d);
+        }
         self.lm_head
             .forward(pool, &s.h[..m * d], m, &mut s.qx, &mut s.logits); // [m, n_vocab]
         Ok(())
