@@ -5,6 +5,7 @@
 //! whatever the tensor's size. Reference: https://github.com/arcee-ai/mergekit
 //! (merge_methods/, sparsify.py), whose per-tensor semantics these follow.
 
+pub mod config;
 mod gta;
 mod linear;
 mod model_stock;
