@@ -31,6 +31,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Integrity: shapes, NaN/Inf, tokenizer merges and round trip, chat template, metadata
     Check(cmd::check::Args),
+    /// Merge models with mergekit's methods and YAML configurations
+    Merge(cmd::merge::Args),
     /// Evaluations
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
@@ -51,6 +53,7 @@ fn main() {
         Command::Chat(a) => cmd::chat::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Check(a) => cmd::check::run(a),
+        Command::Merge(a) => cmd::merge::run(a),
         Command::Eval(c) => cmd::eval::run(c),
     };
     if let Err(e) = result {

@@ -443,6 +443,11 @@ impl Gguf {
         })
     }
 
+    /// The bytes are a memory map of the file (not an owned image).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.backing, Backing::Mmap(_))
+    }
+
     /// The whole file image.
     pub fn raw_bytes(&self) -> &[u8] {
         match &self.backing {

@@ -5,6 +5,7 @@ pub mod chat_template;
 pub mod gguf;
 pub mod gguf_writer;
 pub mod provenance;
+pub mod release;
 pub mod tokenizer;
 
 pub use atomic::{write_atomic, AtomicFile};

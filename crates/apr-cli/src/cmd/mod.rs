@@ -5,5 +5,6 @@ pub mod chat;
 pub mod check;
 pub mod eval;
 pub mod inspect;
+pub mod merge;
 pub mod run;
 pub mod tokenize;

@@ -276,7 +276,12 @@ impl MergeConfig {
                     "slice {i}: all inputs to a slice must contain the same number of layers"
                 )));
             }
-            let base = s.base_model.as_ref().or(self.base_model.as_ref());
+            // A method without a base combines the base model like any other.
+            let base = s
+                .base_model
+                .as_ref()
+                .or(self.base_model.as_ref())
+                .filter(|_| method.takes_base());
             let has_base = base.is_some_and(|b| s.sources.iter().any(|src| &src.model == b));
             let others = s
                 .sources

@@ -11,6 +11,7 @@ mod linear;
 mod model_stock;
 mod nuslerp;
 mod passthrough;
+pub mod run;
 mod slerp;
 pub mod sparsify;
 
@@ -156,6 +157,11 @@ pub trait Method: Sync {
     fn name(&self) -> &'static str;
     /// The method needs `base_model` (task vectors are taken against it).
     fn needs_base(&self) -> bool;
+    /// The base model, when the configuration names one, is the method's base rather than one
+    /// more model to combine.
+    fn takes_base(&self) -> bool {
+        self.needs_base()
+    }
     /// Checks the number of models (besides the base) before any tensor is read.
     fn check_models(&self, n_models: usize, has_base: bool) -> Result<()>;
     fn merge(&self, x: &Inputs<'_>, out: &mut dyn FnMut(&[f32]) -> Result<()>) -> Result<()>;

@@ -38,6 +38,9 @@ impl Method for NuSlerp {
     fn needs_base(&self) -> bool {
         false
     }
+    fn takes_base(&self) -> bool {
+        true
+    }
     fn check_models(&self, n_models: usize, _: bool) -> Result<()> {
         if n_models != 2 {
             return Err(MergeError::Invalid {
