@@ -102,7 +102,8 @@ pub struct Reply {
 pub enum CrossOrigin {
     /// Follow it (without the token).
     Follow,
-    /// Return the redirect itself (its headers describe the file; its Location is the CDN).
+    /// Return a redirect to another origin, or one that carries `X-Linked-Etag`, itself: its
+    /// headers describe the file and its Location is where the bytes are (the CDN).
     Stop,
 }
 
@@ -198,7 +199,8 @@ impl Hub {
                 })
             })?;
             let next_same = url::origin(&next).as_deref() == Some(self.origin.as_str());
-            if cross == CrossOrigin::Stop && !next_same {
+            let linked = resp.headers().contains_key("x-linked-etag");
+            if cross == CrossOrigin::Stop && (!next_same || linked) {
                 let (parts, body) = resp.into_parts();
                 return Ok(Reply {
                     url: current,
