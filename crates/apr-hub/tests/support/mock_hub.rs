@@ -411,7 +411,8 @@ fn serve_body(req: &Request, content: &[u8], b: &mut Behaviour) -> Answer {
         }
     };
     a.headers.push(("Accept-Ranges".into(), "bytes".into()));
-    if req.method != "HEAD" && b.drops > 0 {
+    // Only bodies longer than the cut count as dropped.
+    if req.method != "HEAD" && b.drops > 0 && b.drop_after < a.body.len() {
         b.drops -= 1;
         a.cut = Some(b.drop_after);
     }
