@@ -28,6 +28,13 @@ pub const MAX_REDIRECTS: u32 = 10;
 /// Most bytes of an error body or repo listing read into memory.
 const MAX_SMALL_BODY: u64 = 16 << 20;
 const USER_AGENT: &str = concat!("apr/", env!("CARGO_PKG_VERSION"));
+/// Where systems keep their CA bundle (Debian/Ubuntu, Fedora/RHEL, openSUSE, Alpine/macOS).
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
 
 /// How to reach the Hub.
 #[derive(Debug, Clone)]
@@ -121,7 +128,7 @@ impl Hub {
         })?;
         let tls = ureq::tls::TlsConfig::builder()
             .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::WebPki)
+            .root_certs(root_certs())
             .unversioned_rustls_crypto_provider(Arc::new(rustls_rustcrypto::provider()))
             .build();
         let t = Some(cfg.timeout);
@@ -172,9 +179,19 @@ impl Hub {
                     location: format!("{current} ({e})"),
                 })
             })?;
-            let resp: Response<Body> = self.agent.run(req).map_err(|e| ReqError::Retry {
-                url: current.clone(),
-                source: e,
+            let resp: Response<Body> = self.agent.run(req).map_err(|e| {
+                if transient(&e) {
+                    ReqError::Retry {
+                        url: current.clone(),
+                        source: e,
+                    }
+                } else {
+                    ReqError::Fatal(HubError::Transport {
+                        url: current.clone(),
+                        attempts: 1,
+                        source: e,
+                    })
+                }
             })?;
             let status = resp.status().as_u16();
             if !matches!(status, 301 | 302 | 303 | 307 | 308) {
@@ -295,6 +312,30 @@ impl Hub {
     }
 }
 
+/// The system's CA bundle (`SSL_CERT_FILE`, else the usual places), so that a proxy's own CA
+/// that the system trusts works; Mozilla's roots compiled in when there is none.
+fn root_certs() -> ureq::tls::RootCerts {
+    let files = std::env::var("SSL_CERT_FILE")
+        .ok()
+        .into_iter()
+        .chain(SYSTEM_CA_BUNDLES.iter().map(|s| s.to_string()));
+    for file in files {
+        let Ok(pem) = std::fs::read(&file) else {
+            continue;
+        };
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if !certs.is_empty() {
+            return certs.into();
+        }
+    }
+    ureq::tls::RootCerts::WebPki
+}
+
 /// The parts of the Hub's model info we use.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Listing {
@@ -313,6 +354,27 @@ pub struct Sibling {
 pub enum ReqError {
     Retry { url: String, source: ureq::Error },
     Fatal(HubError),
+}
+
+/// Dropped or refused connections and timeouts are worth another attempt; a bad certificate,
+/// an unknown host or a malformed response are not.
+fn transient(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            K::ConnectionReset
+                | K::ConnectionAborted
+                | K::ConnectionRefused
+                | K::BrokenPipe
+                | K::UnexpectedEof
+                | K::TimedOut
+                | K::Interrupted
+                | K::NotConnected
+        ),
+        _ => false,
+    }
 }
 
 pub fn retryable_status(status: u16) -> bool {
