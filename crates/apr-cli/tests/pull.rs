@@ -35,9 +35,16 @@ fn apr(hub: &MockHub, cache: &Path, token: Option<&str>, args: &[&str]) -> Outpu
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "apr failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "apr failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not one JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "stdout is not one JSON object ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
@@ -71,7 +78,12 @@ fn pull_one_file_then_find_it_by_name() {
     let out = apr(&hub, &dir, None, &["pull", &target, "--json"]);
     fails(&out, "HF_TOKEN");
 
-    let v = json(&apr(&hub, &dir, Some("hf_abc"), &["pull", &target, "--json"]));
+    let v = json(&apr(
+        &hub,
+        &dir,
+        Some("hf_abc"),
+        &["pull", &target, "--json"],
+    ));
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["repo", "revision", "commit", "files", "dir"]);
     assert_eq!(v["repo"], REPO);
@@ -82,8 +94,15 @@ fn pull_one_file_then_find_it_by_name() {
     assert_eq!(v["files"][0]["bytes"], gguf.len());
     assert_eq!(v["files"][0]["sha256"], sha256_hex(&gguf));
     assert_eq!(std::fs::read(dir.join(FILE)).unwrap(), gguf);
-    let cdn = hub.log().into_iter().filter(|l| l.server == "cdn").collect::<Vec<_>>();
-    assert!(!cdn.is_empty() && cdn.iter().all(|l| l.authorization.is_none()), "{cdn:?}");
+    let cdn = hub
+        .log()
+        .into_iter()
+        .filter(|l| l.server == "cdn")
+        .collect::<Vec<_>>();
+    assert!(
+        !cdn.is_empty() && cdn.iter().all(|l| l.authorization.is_none()),
+        "{cdn:?}"
+    );
 
     // Other commands find it in the cache by name.
     let out = Command::new(env!("CARGO_BIN_EXE_apr"))
@@ -100,7 +119,15 @@ fn pull_one_file_then_find_it_by_name() {
     let again = apr(&hub, &dir, Some("hf_abc"), &["pull", &target]);
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("up to date"));
-    assert!(hub.log().iter().all(|l| l.method == "HEAD"), "{:?}", hub.log());
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        dir.join(FILE).to_str().unwrap()
+    );
+    assert!(
+        hub.log().iter().all(|l| l.method == "HEAD"),
+        "{:?}",
+        hub.log()
+    );
 }
 
 #[test]
@@ -108,7 +135,12 @@ fn pull_a_snapshot_resuming_after_a_dropped_connection() {
     let hub = MockHub::start();
     let repo = "Qwen/Tiny";
     let weights = content(200_000, 9);
-    hub.add_file(repo, "config.json", b"{\"model_type\":\"qwen2\"}".to_vec(), false);
+    hub.add_file(
+        repo,
+        "config.json",
+        b"{\"model_type\":\"qwen2\"}".to_vec(),
+        false,
+    );
     hub.add_file(repo, "model.safetensors", weights.clone(), true);
     hub.add_file(repo, "tokenizer.json", b"{}".to_vec(), false);
     hub.add_file(repo, "README.md", b"hi".to_vec(), false);
@@ -120,12 +152,34 @@ fn pull_a_snapshot_resuming_after_a_dropped_connection() {
     let v = json(&apr(&hub, &dir, None, &["pull", repo, "--json"]));
     let snap = dir.join("Qwen--Tiny");
     assert_eq!(v["dir"], snap.to_str().unwrap());
-    let paths: Vec<&str> = v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["config.json", "model.safetensors", "tokenizer.json"]);
-    assert_eq!(std::fs::read(snap.join("model.safetensors")).unwrap(), weights);
-    assert!(hub.log().iter().any(|l| l.range.as_deref() == Some("bytes=60000-")), "{:?}", hub.log());
+    let paths: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["config.json", "model.safetensors", "tokenizer.json"]
+    );
+    assert_eq!(
+        std::fs::read(snap.join("model.safetensors")).unwrap(),
+        weights
+    );
+    assert!(
+        hub.log()
+            .iter()
+            .any(|l| l.range.as_deref() == Some("bytes=60000-")),
+        "{:?}",
+        hub.log()
+    );
 
-    let v = json(&apr(&hub, &dir, None, &["pull", repo, "--include", "*.md", "--json"]));
+    let v = json(&apr(
+        &hub,
+        &dir,
+        None,
+        &["pull", repo, "--include", "*.md", "--json"],
+    ));
     assert_eq!(v["files"][0]["path"], "README.md");
 }
 
@@ -134,11 +188,36 @@ fn bad_targets_and_missing_files_are_clear_errors() {
     let hub = MockHub::start();
     hub.add_file(REPO, FILE, tiny_gguf(), true);
     let dir = cache("errors");
-    fails(&apr(&hub, &dir, None, &["pull", "gpt2"]), "not a Hugging Face repo id");
-    fails(&apr(&hub, &dir, None, &["pull", &format!("{REPO}/../x")]), "unsafe");
-    fails(&apr(&hub, &dir, None, &["pull", &format!("{REPO}/nope.gguf")]), "not found");
-    fails(&apr(&hub, &dir, None, &["pull", &format!("{REPO}/{FILE}"), "--revision", "v2"]), "revision v2");
-    fails(&apr(&hub, &dir, None, &["pull", &format!("{REPO}/{FILE}"), "--include", "*"]), "--include");
+    fails(
+        &apr(&hub, &dir, None, &["pull", "gpt2"]),
+        "not a Hugging Face repo id",
+    );
+    fails(
+        &apr(&hub, &dir, None, &["pull", &format!("{REPO}/../x")]),
+        "unsafe",
+    );
+    fails(
+        &apr(&hub, &dir, None, &["pull", &format!("{REPO}/nope.gguf")]),
+        "not found",
+    );
+    fails(
+        &apr(
+            &hub,
+            &dir,
+            None,
+            &["pull", &format!("{REPO}/{FILE}"), "--revision", "v2"],
+        ),
+        "revision v2",
+    );
+    fails(
+        &apr(
+            &hub,
+            &dir,
+            None,
+            &["pull", &format!("{REPO}/{FILE}"), "--include", "*"],
+        ),
+        "--include",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_apr"))
         .args(["pull", REPO])
         .env("HF_ENDPOINT", "ftp://nowhere")

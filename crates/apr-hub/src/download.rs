@@ -106,7 +106,11 @@ impl Hub {
             .and_then(|e| Etag::parse(&e))
             .ok_or(HubError::NoEtag { url: start })?;
         let size = header(h, "x-linked-size")
-            .or_else(|| (reply.status == 200).then(|| header(h, "content-length")).flatten())
+            .or_else(|| {
+                (reply.status == 200)
+                    .then(|| header(h, "content-length"))
+                    .flatten()
+            })
             .and_then(|s| s.parse::<u64>().ok());
         Ok(FileMeta {
             commit: header(h, "x-repo-commit"),
@@ -153,7 +157,11 @@ impl Hub {
             let _ = std::fs::remove_file(&part);
             let (algo, actual, expected) = match &meta.etag {
                 Etag::Sha256(e) => ("sha256", h.sha256.clone(), e.clone()),
-                Etag::GitSha1(e) => ("git blob sha1", h.git_sha1.clone().unwrap_or_default(), e.clone()),
+                Etag::GitSha1(e) => (
+                    "git blob sha1",
+                    h.git_sha1.clone().unwrap_or_default(),
+                    e.clone(),
+                ),
             };
             return Err(HubError::HashMismatch {
                 path: dest.to_path_buf(),
@@ -177,7 +185,13 @@ impl Hub {
     }
 
     /// Fills `part` with the file's bytes, resuming what is there; retries dropped transfers.
-    fn download_to_part(&self, meta: &FileMeta, part: &Path, name: &str, ctx: Ctx<'_>) -> Result<()> {
+    fn download_to_part(
+        &self,
+        meta: &FileMeta,
+        part: &Path,
+        name: &str,
+        ctx: Ctx<'_>,
+    ) -> Result<()> {
         let bar = self.bar(meta.size, name);
         let mut failures = 0u32;
         let mut why = String::new();
@@ -206,10 +220,12 @@ impl Hub {
                 }
             };
             let start = match reply.status {
-                206 => content_range_start(&reply.headers).ok_or_else(|| HubError::BadResponse {
-                    url: reply.url.clone(),
-                    why: "206 without a usable Content-Range".into(),
-                })?,
+                206 => {
+                    content_range_start(&reply.headers).ok_or_else(|| HubError::BadResponse {
+                        url: reply.url.clone(),
+                        why: "206 without a usable Content-Range".into(),
+                    })?
+                }
                 200 => 0,
                 // Our part is no prefix of the file (e.g. the file changed): start over.
                 416 => {
@@ -283,7 +299,8 @@ impl Hub {
             .open(part)
             .map_err(io_at(part))?;
         f.set_len(start).map_err(io_at(part))?;
-        f.seek(std::io::SeekFrom::Start(start)).map_err(io_at(part))?;
+        f.seek(std::io::SeekFrom::Start(start))
+            .map_err(io_at(part))?;
         let mut body = reply.body.into_reader();
         let mut buf = vec![0u8; CHUNK];
         let mut at = start;
@@ -395,7 +412,10 @@ mod tests {
     #[test]
     fn etags() {
         let sha = "a".repeat(64);
-        assert_eq!(Etag::parse(&format!("\"{sha}\"")), Some(Etag::Sha256(sha.clone())));
+        assert_eq!(
+            Etag::parse(&format!("\"{sha}\"")),
+            Some(Etag::Sha256(sha.clone()))
+        );
         let s1 = "0123456789abcdef0123456789ABCDEF01234567";
         assert_eq!(
             Etag::parse(&format!("W/\"{s1}\"")),
@@ -407,7 +427,10 @@ mod tests {
 
     #[test]
     fn part_beside_dest() {
-        assert_eq!(part_path(Path::new("/a/b/x.gguf")), Path::new("/a/b/x.gguf.part"));
+        assert_eq!(
+            part_path(Path::new("/a/b/x.gguf")),
+            Path::new("/a/b/x.gguf.part")
+        );
     }
 
     #[test]

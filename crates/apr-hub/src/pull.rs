@@ -50,11 +50,17 @@ pub struct PullReport {
 }
 
 /// Pulls `spec`; `on_file` hears of each file once it is in place.
-pub fn pull(hub: &Hub, spec: &PullSpec, mut on_file: impl FnMut(&PulledFile)) -> Result<PullReport> {
+pub fn pull(
+    hub: &Hub,
+    spec: &PullSpec,
+    mut on_file: impl FnMut(&PulledFile),
+) -> Result<PullReport> {
     match &spec.file {
         Some(file) => {
             let rel = safe_relative_path(file)?;
-            let name = rel.file_name().ok_or_else(|| HubError::UnsafePath { name: file.clone() })?;
+            let name = rel
+                .file_name()
+                .ok_or_else(|| HubError::UnsafePath { name: file.clone() })?;
             let dest = spec.cache_dir.join(name);
             let f = hub.fetch_file(&spec.repo, &spec.revision, file, &dest)?;
             let pulled = PulledFile {
@@ -77,14 +83,25 @@ pub fn pull(hub: &Hub, spec: &PullSpec, mut on_file: impl FnMut(&PulledFile)) ->
     }
 }
 
-fn snapshot(hub: &Hub, spec: &PullSpec, mut on_file: impl FnMut(&PulledFile)) -> Result<PullReport> {
+fn snapshot(
+    hub: &Hub,
+    spec: &PullSpec,
+    mut on_file: impl FnMut(&PulledFile),
+) -> Result<PullReport> {
     let listing = hub.list_files(&spec.repo, &spec.revision)?;
     let patterns: Vec<String> = if spec.include.is_empty() {
-        DEFAULT_SNAPSHOT_PATTERNS.iter().map(|s| s.to_string()).collect()
+        DEFAULT_SNAPSHOT_PATTERNS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         spec.include.clone()
     };
-    let names: Vec<&str> = listing.siblings.iter().map(|s| s.rfilename.as_str()).collect();
+    let names: Vec<&str> = listing
+        .siblings
+        .iter()
+        .map(|s| s.rfilename.as_str())
+        .collect();
     let mut chosen: Vec<&str> = names
         .iter()
         .copied()
@@ -100,7 +117,11 @@ fn snapshot(hub: &Hub, spec: &PullSpec, mut on_file: impl FnMut(&PulledFile)) ->
         return Err(HubError::NoMatch {
             repo: spec.repo.to_string(),
             patterns,
-            available: if shown.is_empty() { "no files".into() } else { shown.join(", ") },
+            available: if shown.is_empty() {
+                "no files".into()
+            } else {
+                shown.join(", ")
+            },
         });
     }
     // Every file comes from the one commit the listing saw, even if the branch moves meanwhile.

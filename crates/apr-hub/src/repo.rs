@@ -144,7 +144,9 @@ mod tests {
     fn repo_ids() {
         let r = RepoId::parse("Qwen/Qwen2.5-Coder-0.5B-Instruct").unwrap();
         assert_eq!(r.cache_dir_name(), "Qwen--Qwen2.5-Coder-0.5B-Instruct");
-        for bad in ["Qwen", "/x", "a/", "a/b c", "a/../b", "a/-x", "a/x--y", "..//x"] {
+        for bad in [
+            "Qwen", "/x", "a/", "a/b c", "a/../b", "a/-x", "a/x--y", "..//x",
+        ] {
             assert!(RepoId::parse(bad).is_err(), "{bad}");
         }
     }
@@ -152,9 +154,15 @@ mod tests {
     #[test]
     fn targets() {
         let (r, f) = parse_target("Qwen/Q-GGUF/q4_k_m.gguf").unwrap();
-        assert_eq!((r.to_string(), f.as_deref()), ("Qwen/Q-GGUF".into(), Some("q4_k_m.gguf")));
+        assert_eq!(
+            (r.to_string(), f.as_deref()),
+            ("Qwen/Q-GGUF".into(), Some("q4_k_m.gguf"))
+        );
         let (r, f) = parse_target("a/b/sub/dir/x.bin").unwrap();
-        assert_eq!((r.to_string(), f.as_deref()), ("a/b".into(), Some("sub/dir/x.bin")));
+        assert_eq!(
+            (r.to_string(), f.as_deref()),
+            ("a/b".into(), Some("sub/dir/x.bin"))
+        );
         assert_eq!(parse_target("a/b/").unwrap().1, None);
         assert!(parse_target("gpt2").is_err());
         assert!(parse_target("a/b/../../etc/passwd").is_err());
@@ -164,21 +172,36 @@ mod tests {
     #[test]
     fn unsafe_paths() {
         assert!(safe_relative_path("a/b.json").is_ok());
-        for bad in ["", "/etc/passwd", "a/../../x", "..", "a\\b", "./a", "c:x", "a//b"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../../x",
+            "..",
+            "a\\b",
+            "./a",
+            "c:x",
+            "a//b",
+        ] {
             assert!(safe_relative_path(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn globs() {
-        assert!(glob_match("*.safetensors", "model-00001-of-00002.safetensors"));
+        assert!(glob_match(
+            "*.safetensors",
+            "model-00001-of-00002.safetensors"
+        ));
         assert!(!glob_match("*.safetensors", "onnx/model.safetensors"));
         assert!(glob_match("**/*.safetensors", "onnx/model.safetensors"));
         assert!(glob_match("**.json", "a/b/c.json"));
         assert!(glob_match("config.json", "config.json"));
         assert!(!glob_match("config.json", "config.jsonx"));
         assert!(glob_match("tokenizer*", "tokenizer_config.json"));
-        assert!(glob_match("model-?????-of-*.safetensors", "model-00001-of-00002.safetensors"));
+        assert!(glob_match(
+            "model-?????-of-*.safetensors",
+            "model-00001-of-00002.safetensors"
+        ));
         assert!(!glob_match("*.gguf", "x.safetensors"));
     }
 }

@@ -16,7 +16,10 @@ pub fn encode_segment(s: &str) -> String {
 
 /// Percent-encodes a slash-separated path, keeping the slashes.
 pub fn encode_path(p: &str) -> String {
-    p.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+    p.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// `scheme://authority`, lower-cased, or None when the URL is not absolute http(s).
@@ -35,7 +38,11 @@ pub fn origin(url: &str) -> Option<String> {
     }
     let host = host.to_ascii_lowercase();
     // The default port is the same origin as no port.
-    let host = match (scheme.as_str(), host.strip_suffix(":443"), host.strip_suffix(":80")) {
+    let host = match (
+        scheme.as_str(),
+        host.strip_suffix(":443"),
+        host.strip_suffix(":80"),
+    ) {
         ("https", Some(h), _) | ("http", _, Some(h)) => h.to_string(),
         _ => host,
     };
@@ -127,10 +134,7 @@ mod tests {
             origin("http://127.0.0.1:8080?q").as_deref(),
             Some("http://127.0.0.1:8080")
         );
-        assert_eq!(
-            origin("http://user:pw@h:1/").as_deref(),
-            Some("http://h:1")
-        );
+        assert_eq!(origin("http://user:pw@h:1/").as_deref(), Some("http://h:1"));
         assert_eq!(origin("file:///etc/passwd"), None);
         assert_eq!(origin("/relative"), None);
     }
@@ -138,9 +142,15 @@ mod tests {
     #[test]
     fn joins_locations() {
         let base = "http://h:1/org/m/resolve/main/a/b.bin?x=1";
-        assert_eq!(join(base, "https://cdn/z").as_deref(), Some("https://cdn/z"));
+        assert_eq!(
+            join(base, "https://cdn/z").as_deref(),
+            Some("https://cdn/z")
+        );
         assert_eq!(join(base, "//cdn:2/z").as_deref(), Some("http://cdn:2/z"));
-        assert_eq!(join(base, "/api/x?y=2").as_deref(), Some("http://h:1/api/x?y=2"));
+        assert_eq!(
+            join(base, "/api/x?y=2").as_deref(),
+            Some("http://h:1/api/x?y=2")
+        );
         assert_eq!(
             join(base, "c.bin").as_deref(),
             Some("http://h:1/org/m/resolve/main/a/c.bin")

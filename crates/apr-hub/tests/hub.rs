@@ -86,7 +86,10 @@ fn non_lfs_file_checked_against_its_git_blob_sha1() {
     let (hub, _) = gguf_hub();
     let cache = tmp_dir("git");
     let r = run(&hub, None, &spec(&format!("{REPO}/README.md"), &cache)).unwrap();
-    assert_eq!(std::fs::read(cache.join("README.md")).unwrap(), b"# model\n");
+    assert_eq!(
+        std::fs::read(cache.join("README.md")).unwrap(),
+        b"# model\n"
+    );
     assert_eq!(r.files[0].sha256, sha256_hex(b"# model\n"));
     // The hub served it itself: no CDN hop.
     assert!(cdn_gets(&hub).is_empty());
@@ -94,7 +97,16 @@ fn non_lfs_file_checked_against_its_git_blob_sha1() {
     hub.set(|b| b.wrong_etag = true);
     let cache2 = tmp_dir("git-wrong");
     let e = run(&hub, None, &spec(&format!("{REPO}/README.md"), &cache2)).unwrap_err();
-    assert!(matches!(e, HubError::HashMismatch { algo: "git blob sha1", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            HubError::HashMismatch {
+                algo: "git blob sha1",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(!cache2.join("README.md").exists());
     assert_ne!(git_sha1_hex(b"# model\n"), git_sha1_hex(b"# model\nx"));
 }
@@ -160,7 +172,10 @@ fn a_wrong_hash_is_an_error_and_leaves_no_file() {
     hub.set(|b| b.wrong_etag = true);
     let cache = tmp_dir("wronghash");
     let e = run(&hub, None, &spec(&format!("{REPO}/{GGUF}"), &cache)).unwrap_err();
-    assert!(matches!(e, HubError::HashMismatch { algo: "sha256", .. }), "{e}");
+    assert!(
+        matches!(e, HubError::HashMismatch { algo: "sha256", .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("deleted"), "{e}");
     assert!(std::fs::read_dir(&cache).unwrap().next().is_none());
 }
@@ -172,7 +187,10 @@ fn not_found_names_the_repo_or_the_file() {
     let e = run(&hub, None, &spec(&format!("{REPO}/nope.gguf"), &cache)).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, HubError::NotFound { .. }), "{msg}");
-    assert!(msg.contains("file nope.gguf in org/model-GGUF") && msg.contains("Entry not found"), "{msg}");
+    assert!(
+        msg.contains("file nope.gguf in org/model-GGUF") && msg.contains("Entry not found"),
+        "{msg}"
+    );
     let e = run(&hub, None, &spec("org/missing/x.gguf", &cache)).unwrap_err();
     assert!(e.to_string().contains("repo org/missing not found"), "{e}");
     let e = run(&hub, None, &spec("org/missing", &cache)).unwrap_err();
@@ -180,7 +198,10 @@ fn not_found_names_the_repo_or_the_file() {
     let mut s = spec(&format!("{REPO}/{GGUF}"), &cache);
     s.revision = "v9".into();
     let e = run(&hub, None, &s).unwrap_err();
-    assert!(e.to_string().contains("revision v9 of org/model-GGUF"), "{e}");
+    assert!(
+        e.to_string().contains("revision v9 of org/model-GGUF"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -191,12 +212,28 @@ fn gated_repo_needs_the_token_which_never_reaches_the_cdn() {
     let e = run(&hub, None, &spec(&format!("{REPO}/{GGUF}"), &cache)).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, HubError::Denied { status: 401, .. }), "{msg}");
-    assert!(msg.contains("gated") && msg.contains("HF_TOKEN") && msg.contains("restricted"), "{msg}");
-    let e = run(&hub, Some("hf_wrong"), &spec(&format!("{REPO}/{GGUF}"), &cache)).unwrap_err();
-    assert!(e.to_string().contains("HF_TOKEN is set but has no access"), "{e}");
+    assert!(
+        msg.contains("gated") && msg.contains("HF_TOKEN") && msg.contains("restricted"),
+        "{msg}"
+    );
+    let e = run(
+        &hub,
+        Some("hf_wrong"),
+        &spec(&format!("{REPO}/{GGUF}"), &cache),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("HF_TOKEN is set but has no access"),
+        "{e}"
+    );
 
     hub.clear_log();
-    run(&hub, Some("hf_secret"), &spec(&format!("{REPO}/{GGUF}"), &cache)).unwrap();
+    run(
+        &hub,
+        Some("hf_secret"),
+        &spec(&format!("{REPO}/{GGUF}"), &cache),
+    )
+    .unwrap();
     assert_eq!(std::fs::read(cache.join(GGUF)).unwrap(), bytes);
     let log = hub.log();
     assert!(log.iter().any(|l| l.server == "cdn"), "{log:?}");
@@ -217,7 +254,10 @@ fn a_relative_cdn_location_on_the_same_host_keeps_the_token() {
     run(&hub, Some("t"), &spec(&format!("{REPO}/{GGUF}"), &cache)).unwrap();
     assert_eq!(std::fs::read(cache.join(GGUF)).unwrap(), bytes);
     let last = hub.log().pop().unwrap();
-    assert!(last.path.starts_with("/blobs/") && last.server == "hub", "{last:?}");
+    assert!(
+        last.path.starts_with("/blobs/") && last.server == "hub",
+        "{last:?}"
+    );
     assert_eq!(last.authorization.as_deref(), Some("Bearer t"));
 }
 
@@ -236,7 +276,10 @@ fn endless_redirects_are_an_error_not_a_hang() {
     hub.set(|b| b.redirect_loop = true);
     let cache = tmp_dir("loop");
     let e = run(&hub, None, &spec(&format!("{REPO}/{GGUF}"), &cache)).unwrap_err();
-    assert!(matches!(e, HubError::TooManyRedirects { max: 10, .. }), "{e}");
+    assert!(
+        matches!(e, HubError::TooManyRedirects { max: 10, .. }),
+        "{e}"
+    );
 }
 
 #[test]
@@ -261,7 +304,12 @@ fn a_silent_server_times_out() {
     c.timeout = Duration::from_millis(300);
     c.attempts = 2;
     let t = Instant::now();
-    let e = pull(&Hub::new(c).unwrap(), &spec(&format!("{REPO}/{GGUF}"), &cache), |_| {}).unwrap_err();
+    let e = pull(
+        &Hub::new(c).unwrap(),
+        &spec(&format!("{REPO}/{GGUF}"), &cache),
+        |_| {},
+    )
+    .unwrap_err();
     assert!(matches!(e, HubError::Transport { attempts: 2, .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
@@ -272,7 +320,10 @@ fn more_bytes_than_announced_is_an_error() {
     hub.set(|b| b.short_size = Some(1000));
     let cache = tmp_dir("long");
     let e = run(&hub, None, &spec(&format!("{REPO}/{GGUF}"), &cache)).unwrap_err();
-    assert!(e.to_string().contains("more bytes than the 1000 announced"), "{e}");
+    assert!(
+        e.to_string().contains("more bytes than the 1000 announced"),
+        "{e}"
+    );
     assert!(std::fs::read_dir(&cache).unwrap().next().is_none());
 }
 
@@ -284,17 +335,29 @@ fn snapshot_hub() -> (MockHub, Vec<(&'static str, Vec<u8>)>) {
         ("generation_config.json", b"{}".to_vec(), false),
         ("model-00001-of-00002.safetensors", content(70_000, 1), true),
         ("model-00002-of-00002.safetensors", content(50_000, 2), true),
-        ("model.safetensors.index.json", b"{\"weight_map\":{}}".to_vec(), false),
+        (
+            "model.safetensors.index.json",
+            b"{\"weight_map\":{}}".to_vec(),
+            false,
+        ),
         ("tokenizer.json", content(9_000, 3), true),
         ("tokenizer_config.json", b"{\"eos\":1}".to_vec(), false),
         ("README.md", b"readme".to_vec(), false),
-        (".gitattributes", b"*.safetensors filter=lfs".to_vec(), false),
+        (
+            ".gitattributes",
+            b"*.safetensors filter=lfs".to_vec(),
+            false,
+        ),
         ("onnx/model.onnx", content(1000, 4), true),
     ];
     for (p, c, lfs) in &files {
         hub.add_file(repo, p, c.clone(), *lfs);
     }
-    let wanted = files.into_iter().filter(|(p, _, _)| !p.contains("README") && !p.starts_with('.') && !p.starts_with("onnx")).map(|(p, c, _)| (p, c)).collect();
+    let wanted = files
+        .into_iter()
+        .filter(|(p, _, _)| !p.contains("README") && !p.starts_with('.') && !p.starts_with("onnx"))
+        .map(|(p, c, _)| (p, c))
+        .collect();
     (hub, wanted)
 }
 
@@ -315,18 +378,32 @@ fn snapshot_takes_the_model_files_and_a_rerun_downloads_nothing() {
     for (p, c) in &wanted {
         assert_eq!(&std::fs::read(dir.join(p)).unwrap(), c, "{p}");
         let f = r.files.iter().find(|f| f.path == *p).unwrap();
-        assert_eq!((f.bytes, f.sha256.as_str()), (c.len() as u64, sha256_hex(c).as_str()));
+        assert_eq!(
+            (f.bytes, f.sha256.as_str()),
+            (c.len() as u64, sha256_hex(c).as_str())
+        );
     }
     assert!(!dir.join("README.md").exists() && !dir.join("onnx").exists());
     // Files were fetched at the listing's commit, not at the moving branch.
-    assert!(hub.log().iter().filter(|l| l.path.contains("/resolve/")).all(|l| l.path.contains(COMMIT)));
+    assert!(hub
+        .log()
+        .iter()
+        .filter(|l| l.path.contains("/resolve/"))
+        .all(|l| l.path.contains(COMMIT)));
 
     hub.clear_log();
     let again = run(&hub, None, &s).unwrap();
     assert!(again.files.iter().all(|f| !f.downloaded));
-    assert_eq!(again.files.iter().map(|f| &f.sha256).collect::<Vec<_>>(), r.files.iter().map(|f| &f.sha256).collect::<Vec<_>>());
+    assert_eq!(
+        again.files.iter().map(|f| &f.sha256).collect::<Vec<_>>(),
+        r.files.iter().map(|f| &f.sha256).collect::<Vec<_>>()
+    );
     let log = hub.log();
-    assert!(log.iter().all(|l| l.method == "HEAD" || l.path.starts_with("/api/")), "{log:?}");
+    assert!(
+        log.iter()
+            .all(|l| l.method == "HEAD" || l.path.starts_with("/api/")),
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -340,12 +417,22 @@ fn include_narrows_the_snapshot() {
     got.sort();
     assert_eq!(
         got,
-        ["config.json", "generation_config.json", "model.safetensors.index.json", "onnx/model.onnx", "tokenizer.json", "tokenizer_config.json"]
+        [
+            "config.json",
+            "generation_config.json",
+            "model.safetensors.index.json",
+            "onnx/model.onnx",
+            "tokenizer.json",
+            "tokenizer_config.json"
+        ]
     );
     assert!(cache.join("Qwen--Tiny/onnx/model.onnx").is_file());
     s.include = vec!["*.gguf".into()];
     let e = run(&hub, None, &s).unwrap_err();
-    assert!(matches!(e, HubError::NoMatch { .. }) && e.to_string().contains("config.json"), "{e}");
+    assert!(
+        matches!(e, HubError::NoMatch { .. }) && e.to_string().contains("config.json"),
+        "{e}"
+    );
 }
 
 #[test]

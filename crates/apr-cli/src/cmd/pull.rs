@@ -48,7 +48,11 @@ pub fn run(a: Args) -> Result<()> {
     if a.json {
         print_json(&serde_json::to_value(&report)?)
     } else {
-        println!("{}", report.dir.display());
+        // One file: its path; a snapshot: its directory.
+        match (&spec.file, report.files.as_slice()) {
+            (Some(_), [f]) => println!("{}", f.local.display()),
+            _ => println!("{}", report.dir.display()),
+        }
         Ok(())
     }
 }

@@ -80,7 +80,10 @@ fn lock(s: &Arc<Mutex<State>>) -> MutexGuard<'_, State> {
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 pub fn git_sha1_hex(b: &[u8]) -> String {
@@ -93,7 +96,12 @@ pub fn git_sha1_hex(b: &[u8]) -> String {
 /// Bytes that are not all alike, so a misplaced range shows in the hash.
 pub fn content(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(seed as u32 % 31) as u8 ^ seed)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .rotate_left(seed as u32 % 31) as u8
+                ^ seed
+        })
         .collect()
 }
 
@@ -233,7 +241,12 @@ impl Answer {
     }
 }
 
-fn serve(conn: TcpStream, server: &'static str, state: &Arc<Mutex<State>>, cdn: &str) -> std::io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    server: &'static str,
+    state: &Arc<Mutex<State>>,
+    cdn: &str,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let req = read_request(&conn)?;
     let hang = {
@@ -262,7 +275,11 @@ fn serve(conn: TcpStream, server: &'static str, state: &Arc<Mutex<State>>, cdn: 
 fn write_answer(mut conn: TcpStream, req: &Request, a: Answer) -> std::io::Result<()> {
     let length = a.length.unwrap_or(a.body.len() as u64);
     let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", a.status);
-    if !a.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+    if !a
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
         head.push_str(&format!("Content-Length: {length}\r\n"));
     }
     for (k, v) in &a.headers {
@@ -390,7 +407,11 @@ fn serve_body(req: &Request, content: &[u8], b: &mut Behaviour) -> Answer {
     let from = req
         .header("range")
         .filter(|_| !b.ignore_range)
-        .and_then(|r| r.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).map(str::to_string))
+        .and_then(|r| {
+            r.strip_prefix("bytes=")
+                .and_then(|r| r.strip_suffix('-'))
+                .map(str::to_string)
+        })
         .and_then(|n| n.parse::<usize>().ok());
     let mut a = match from {
         Some(n) if n >= content.len() => {
@@ -424,7 +445,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         if let (b'%', Some(v)) = (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             out.push(v);
             i += 3;
