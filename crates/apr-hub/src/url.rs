@@ -55,7 +55,12 @@ pub fn join(base: &str, location: &str) -> Option<String> {
     if location.is_empty() || location.chars().any(|c| c.is_ascii_control() || c == ' ') {
         return None;
     }
-    if location.contains("://") {
+    // A scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`) makes it absolute.
+    let scheme = location.split_once(':').map(|(s, _)| s).filter(|s| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if scheme.is_some() {
         return origin(location).map(|_| location.to_string());
     }
     let base_origin = origin(base)?;
@@ -160,7 +165,12 @@ mod tests {
             Some("http://h:1/org/m/resolve/v2/a/b.bin")
         );
         assert_eq!(join(base, "/../../x").as_deref(), Some("http://h:1/x"));
+        assert_eq!(
+            join(base, "/login?next=https://evil/x").as_deref(),
+            Some("http://h:1/login?next=https://evil/x")
+        );
         assert_eq!(join(base, "ftp://x/y"), None);
+        assert_eq!(join(base, "javascript:alert(1)"), None);
         assert_eq!(join(base, ""), None);
         assert_eq!(join(base, "a\nb"), None);
     }
