@@ -249,7 +249,7 @@ impl Hub {
                 });
             }
             bar.set_position(start);
-            match self.copy_body(reply, part, start, meta.size, &bar)? {
+            match copy_body(reply, part, start, meta.size, &bar)? {
                 Copy::Done => {
                     bar.finish_and_clear();
                     return Ok(());
@@ -281,60 +281,59 @@ impl Hub {
         bar.set_message(name.to_string());
         bar
     }
+}
 
-    /// Writes the body at offset `start` of `part`; a broken transfer keeps what arrived.
-    fn copy_body(
-        &self,
-        reply: client::Reply,
-        part: &Path,
-        start: u64,
-        size: Option<u64>,
-        bar: &ProgressBar,
-    ) -> Result<Copy> {
-        let url = reply.url.clone();
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(part)
-            .map_err(io_at(part))?;
-        f.set_len(start).map_err(io_at(part))?;
-        f.seek(std::io::SeekFrom::Start(start))
-            .map_err(io_at(part))?;
-        let mut body = reply.body.into_reader();
-        let mut buf = vec![0u8; CHUNK];
-        let mut at = start;
-        let result = loop {
-            match body.read(&mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    if size.is_some_and(|s| at + n as u64 > s) {
-                        drop(f);
-                        let _ = std::fs::remove_file(part);
-                        return Err(HubError::BadResponse {
-                            url,
-                            why: format!("more bytes than the {} announced", size.unwrap_or(0)),
-                        });
-                    }
-                    f.write_all(&buf[..n]).map_err(io_at(part))?;
-                    at += n as u64;
-                    bar.set_position(at);
+/// Writes the body at offset `start` of `part`; a broken transfer keeps what arrived.
+fn copy_body(
+    reply: client::Reply,
+    part: &Path,
+    start: u64,
+    size: Option<u64>,
+    bar: &ProgressBar,
+) -> Result<Copy> {
+    let url = reply.url.clone();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(part)
+        .map_err(io_at(part))?;
+    f.set_len(start).map_err(io_at(part))?;
+    f.seek(std::io::SeekFrom::Start(start))
+        .map_err(io_at(part))?;
+    let mut body = reply.body.into_reader();
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = start;
+    let result = loop {
+        match body.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                if size.is_some_and(|s| at + n as u64 > s) {
+                    drop(f);
+                    let _ = std::fs::remove_file(part);
+                    return Err(HubError::BadResponse {
+                        url,
+                        why: format!("more bytes than the {} announced", size.unwrap_or(0)),
+                    });
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e.to_string()),
+                f.write_all(&buf[..n]).map_err(io_at(part))?;
+                at += n as u64;
+                bar.set_position(at);
             }
-        };
-        f.flush().map_err(io_at(part))?;
-        f.sync_data().map_err(io_at(part))?;
-        let progressed = at > start;
-        match (result, size) {
-            (Err(error), _) => Ok(Copy::Broken { progressed, error }),
-            (Ok(()), Some(s)) if at < s => Ok(Copy::Broken {
-                progressed,
-                error: format!("the connection closed at byte {at} of {s}"),
-            }),
-            (Ok(()), _) => Ok(Copy::Done),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e.to_string()),
         }
+    };
+    f.flush().map_err(io_at(part))?;
+    f.sync_data().map_err(io_at(part))?;
+    let progressed = at > start;
+    match (result, size) {
+        (Err(error), _) => Ok(Copy::Broken { progressed, error }),
+        (Ok(()), Some(s)) if at < s => Ok(Copy::Broken {
+            progressed,
+            error: format!("the connection closed at byte {at} of {s}"),
+        }),
+        (Ok(()), _) => Ok(Copy::Done),
     }
 }
 

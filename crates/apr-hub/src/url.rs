@@ -58,7 +58,8 @@ pub fn join(base: &str, location: &str) -> Option<String> {
     // A scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`) makes it absolute.
     let scheme = location.split_once(':').map(|(s, _)| s).filter(|s| {
         s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     });
     if scheme.is_some() {
         return origin(location).map(|_| location.to_string());

@@ -167,6 +167,21 @@ fn a_server_that_ignores_range_restarts_from_zero() {
 }
 
 #[test]
+fn a_206_for_another_range_is_an_error() {
+    let (hub, bytes) = gguf_hub();
+    hub.set(|b| b.bad_range = true);
+    let cache = tmp_dir("badrange");
+    std::fs::write(cache.join(format!("{GGUF}.part")), &bytes[..1000]).unwrap();
+    let e = run(&hub, None, &spec(&format!("{REPO}/{GGUF}"), &cache)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("asked for bytes from 1000, got a range from 1001"),
+        "{e}"
+    );
+    assert!(!cache.join(GGUF).exists());
+}
+
+#[test]
 fn a_wrong_hash_is_an_error_and_leaves_no_file() {
     let (hub, _) = gguf_hub();
     hub.set(|b| b.wrong_etag = true);

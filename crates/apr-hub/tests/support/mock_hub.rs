@@ -56,6 +56,8 @@ pub struct Behaviour {
     pub bad_listing: bool,
     /// LFS redirects carry a relative Location (a same-origin CDN path).
     pub relative_cdn: bool,
+    /// 206 answers name a range one byte later than the one asked for.
+    pub bad_range: bool,
 }
 
 #[derive(Default)]
@@ -418,9 +420,10 @@ fn serve_body(req: &Request, content: &[u8], b: &mut Behaviour) -> Answer {
             return Answer::new(416).h("Content-Range", format!("bytes */{}", content.len()))
         }
         Some(n) => {
+            let shown = n + b.bad_range as usize;
             let mut a = Answer::new(206).h(
                 "Content-Range",
-                format!("bytes {n}-{}/{}", content.len() - 1, content.len()),
+                format!("bytes {shown}-{}/{}", content.len() - 1, content.len()),
             );
             a.body = content[n..].to_vec();
             a
