@@ -133,6 +133,8 @@ impl Hub {
         if dest.is_file() {
             let h = hash_file(dest, &meta.etag)?;
             if matches(&h, &meta.etag) {
+                // A leftover from an earlier, superseded download.
+                let _ = std::fs::remove_file(part_path(dest));
                 return Ok(Fetched {
                     dest: dest.to_path_buf(),
                     bytes: h.bytes,
@@ -422,6 +424,11 @@ mod tests {
         );
         assert_eq!(Etag::parse("\"abc\""), None);
         assert_eq!(Etag::parse(&"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn the_bar_template_parses() {
+        assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
     }
 
     #[test]

@@ -8,13 +8,14 @@ use crate::common::print_json;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// owner/name (a snapshot of the repo) or owner/name/FILE (one file into the model cache)
+    #[arg(value_name = "REPO[/FILE]")]
     pub target: String,
     /// Branch, tag or commit
-    #[arg(long, default_value = apr_hub::DEFAULT_REVISION)]
+    #[arg(long, value_name = "R", default_value = apr_hub::DEFAULT_REVISION)]
     pub revision: String,
     /// Snapshot files to take (repeatable; `*` stays within a directory, `**` crosses them);
     /// default: config.json, *.safetensors, the index, tokenizer files, generation_config.json
-    #[arg(long)]
+    #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
     /// Print {"repo","revision","commit","files":[{"path","bytes","sha256"}],"dir"} on stdout
     #[arg(long)]
