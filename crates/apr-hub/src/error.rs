@@ -12,8 +12,9 @@ pub enum HubError {
     BadEndpoint { endpoint: String },
 
     #[error(
-        "access to {repo} was refused (HTTP {status}): the repo is gated or private; \
-         set HF_TOKEN to a token that has access (and accept the repo's terms on its page){}",
+        "access to {repo} was refused (HTTP {status}): the repo is gated or private (the Hub \
+         also answers so for a repo that does not exist); set HF_TOKEN to a token that has \
+         access (and accept the repo's terms on its page){}",
         hub_says(message)
     )]
     Denied {
