@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Download from the Hugging Face Hub into the model cache (resume, hash check, progress)
+    Pull(cmd::pull::Args),
     /// Architecture, parameters, tensor table, quant mix, tokenizer and chat template
     Inspect(cmd::inspect::Args),
     /// Token ids of a text (special tokens written in it are parsed; no BOS unless the model asks)
@@ -47,6 +49,7 @@ fn main() {
     }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Pull(a) => cmd::pull::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Run(a) => cmd::run::run(a),

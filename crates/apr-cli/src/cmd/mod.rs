@@ -6,5 +6,6 @@ pub mod check;
 pub mod eval;
 pub mod inspect;
 pub mod merge;
+pub mod pull;
 pub mod run;
 pub mod tokenize;
