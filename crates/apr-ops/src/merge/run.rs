@@ -68,8 +68,15 @@ impl TensorSource for GgufTensor<'_> {
     }
     fn read(&self, r0: usize, n: usize, out: &mut [f32]) -> Result<()> {
         let d = self.g.tensor_data(self.t);
-        quant::dequantize(self.t.dtype, &d[r0 * self.row_bytes..(r0 + n) * self.row_bytes], out)
-            .map_err(|e| MergeError::Read { what: self.t.name.clone(), msg: e.to_string() })
+        quant::dequantize(
+            self.t.dtype,
+            &d[r0 * self.row_bytes..(r0 + n) * self.row_bytes],
+            out,
+        )
+        .map_err(|e| MergeError::Read {
+            what: self.t.name.clone(),
+            msg: e.to_string(),
+        })
     }
 }
 
@@ -116,21 +123,30 @@ fn open_models(cfg: &MergeConfig) -> Result<Vec<(String, Gguf)>> {
     cfg.referenced_models()
         .into_iter()
         .map(|m| {
-            let path = apr_engine::resolve_model(&m).map_err(|e| MergeError::Read { what: m.clone(), msg: e.to_string() })?;
+            let path = apr_engine::resolve_model(&m).map_err(|e| MergeError::Read {
+                what: m.clone(),
+                msg: e.to_string(),
+            })?;
             if path.is_dir() {
                 return Err(MergeError::Read {
                     what: m.clone(),
                     msg: "a Hugging Face directory: convert it with `apr import` first".into(),
                 });
             }
-            let g = Gguf::open(&path).map_err(|e| MergeError::Read { what: m.clone(), msg: e.to_string() })?;
+            let g = Gguf::open(&path).map_err(|e| MergeError::Read {
+                what: m.clone(),
+                msg: e.to_string(),
+            })?;
             Ok((m, g))
         })
         .collect()
 }
 
 fn arch_and_layers(name: &str, g: &Gguf) -> Result<(String, usize)> {
-    let read = |e: apr_formats::GgufError| MergeError::Read { what: name.to_string(), msg: e.to_string() };
+    let read = |e: apr_formats::GgufError| MergeError::Read {
+        what: name.to_string(),
+        msg: e.to_string(),
+    };
     let arch = g.architecture().map_err(read)?.to_string();
     let n = g.get_u64(&format!("{arch}.block_count")).map_err(read)? as usize;
     Ok((arch, n))
@@ -138,12 +154,24 @@ fn arch_and_layers(name: &str, g: &Gguf) -> Result<(String, usize)> {
 
 /// The output tensors in file order, with the checks mergekit makes on the inputs.
 fn plan(models: &[(String, Gguf)], slices: &[OutputSlice]) -> Result<Vec<Planned>> {
-    let get = |m: &str| &models.iter().find(|(n, _)| n == m).expect("every referenced model is open").1;
+    let get = |m: &str| {
+        &models
+            .iter()
+            .find(|(n, _)| n == m)
+            .expect("every referenced model is open")
+            .1
+    };
     let (arch, _) = arch_and_layers(&models[0].0, &models[0].1)?;
     for (n, g) in models {
         let (a, _) = arch_and_layers(n, g)?;
         if a != arch {
-            return Err(MergeError::Invalid { method: "config", msg: format!("{n} is {a}, {} is {arch}: architectures differ", models[0].0) });
+            return Err(MergeError::Invalid {
+                method: "config",
+                msg: format!(
+                    "{n} is {a}, {} is {arch}: architectures differ",
+                    models[0].0
+                ),
+            });
         }
     }
     let mut out = Vec::new();
@@ -157,7 +185,13 @@ fn plan(models: &[(String, Gguf)], slices: &[OutputSlice]) -> Result<Vec<Planned
             .collect()
     };
     let push = |out: &mut Vec<Planned>, t: &TensorInfo, name: String, slice: usize, tt: f64| {
-        out.push(Planned { name, src_name: t.name.clone(), dims: t.dims.clone(), slice, t: tt });
+        out.push(Planned {
+            name,
+            src_name: t.name.clone(),
+            dims: t.dims.clone(),
+            slice,
+            t: tt,
+        });
     };
     for t in outside(first, true) {
         push(&mut out, &t, t.name.clone(), 0, 0.0);
@@ -171,7 +205,10 @@ fn plan(models: &[(String, Gguf)], slices: &[OutputSlice]) -> Result<Vec<Planned
             if x.layer_range.1 > n {
                 return Err(MergeError::Invalid {
                     method: "config",
-                    msg: format!("{} has {n} layers: layer_range {:?} is out of range", x.model, x.layer_range),
+                    msg: format!(
+                        "{} has {n} layers: layer_range {:?} is out of range",
+                        x.model, x.layer_range
+                    ),
                 });
             }
         }
@@ -193,22 +230,36 @@ fn plan(models: &[(String, Gguf)], slices: &[OutputSlice]) -> Result<Vec<Planned
 
 fn as_f64(v: Option<Scalar>, name: &str, tensor: &str) -> Result<Option<f64>> {
     v.map(|s| {
-        s.as_f64().ok_or_else(|| MergeError::Invalid { method: "config", msg: format!("{name} for {tensor} is not a number") })
+        s.as_f64().ok_or_else(|| MergeError::Invalid {
+            method: "config",
+            msg: format!("{name} for {tensor} is not a number"),
+        })
     })
     .transpose()
 }
 
 fn as_bool(v: Option<Scalar>, name: &str, tensor: &str) -> Result<Option<bool>> {
-    v.map(|s| s.as_bool().ok_or_else(|| MergeError::Invalid { method: "config", msg: format!("{name} for {tensor} is not a boolean") }))
-        .transpose()
+    v.map(|s| {
+        s.as_bool().ok_or_else(|| MergeError::Invalid {
+            method: "config",
+            msg: format!("{name} for {tensor} is not a boolean"),
+        })
+    })
+    .transpose()
 }
 
 /// Encodes f32 rows as the output type.
 fn encode(ty: GgmlType, rows: &[f32], out: &mut Vec<u8>) {
     out.clear();
     match ty {
-        GgmlType::F16 => out.extend(rows.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes())),
-        GgmlType::BF16 => out.extend(rows.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())),
+        GgmlType::F16 => out.extend(
+            rows.iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes()),
+        ),
+        GgmlType::BF16 => out.extend(
+            rows.iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()),
+        ),
         _ => out.extend(rows.iter().flat_map(|v| v.to_le_bytes())),
     }
 }
@@ -225,21 +276,40 @@ pub fn run_merge(
     let method = lookup(&cfg.merge_method)?;
     let models = open_models(cfg)?;
     let get = |m: &str| &models.iter().find(|(n, _)| n == m).expect("open").1;
-    let reference = cfg.base_model.clone().unwrap_or_else(|| cfg.referenced_models()[0].clone());
+    let reference = cfg
+        .base_model
+        .clone()
+        .unwrap_or_else(|| cfg.referenced_models()[0].clone());
     let (arch, n_layers) = arch_and_layers(&reference, get(&reference))?;
     let slices = cfg.output_slices(Some(n_layers))?;
     let planned = plan(&models, &slices)?;
     let dtype_s = cfg.out_dtype.as_deref().or(cfg.dtype.as_deref());
-    let dtype = GgmlType::from_name(dtype_s.map_or(Ok(DEFAULT_DTYPE), dtype_name)?).expect("registry names");
+    let dtype = GgmlType::from_name(dtype_s.map_or(Ok(DEFAULT_DTYPE), dtype_name)?)
+        .expect("registry names");
     // Matrices take the output type; vectors (norms, biases) stay f32, as in every GGUF.
-    let out_ty = |dims: &[u64]| if dims.len() >= 2 { dtype } else { GgmlType::F32 };
-    let specs: Vec<TensorSpec> =
-        planned.iter().map(|p| TensorSpec { name: p.name.clone(), dims: p.dims.clone(), dtype: out_ty(&p.dims) }).collect();
+    let out_ty = |dims: &[u64]| {
+        if dims.len() >= 2 {
+            dtype
+        } else {
+            GgmlType::F32
+        }
+    };
+    let specs: Vec<TensorSpec> = planned
+        .iter()
+        .map(|p| TensorSpec {
+            name: p.name.clone(),
+            dims: p.dims.clone(),
+            dtype: out_ty(&p.dims),
+        })
+        .collect();
     // Metadata: the tokenizer source's (the base by default), the layer count of the output.
     let tok_src = match cfg.tokenizer_source.as_deref() {
         None | Some("base") => reference.clone(),
         Some("union") => {
-            return Err(MergeError::Invalid { method: "config", msg: "tokenizer_source: union is not supported".into() })
+            return Err(MergeError::Invalid {
+                method: "config",
+                msg: "tokenizer_source: union is not supported".into(),
+            })
         }
         Some(m) => m.to_string(),
     };
@@ -268,8 +338,15 @@ pub fn run_merge(
         meta.retain(|(k, _)| k != "tokenizer.chat_template");
         meta.push(("tokenizer.chat_template".into(), Value::String(t.clone())));
     }
-    let prov = Provenance::of(opts.command.clone(), &opts.config_path, env!("CARGO_PKG_VERSION"))
-        .map_err(|e| MergeError::Read { what: opts.config_path.display().to_string(), msg: e.to_string() })?;
+    let prov = Provenance::of(
+        opts.command.clone(),
+        &opts.config_path,
+        env!("CARGO_PKG_VERSION"),
+    )
+    .map_err(|e| MergeError::Read {
+        what: opts.config_path.display().to_string(),
+        msg: e.to_string(),
+    })?;
     meta.extend(prov.gguf_kv(src_meta));
     let write_err = |e: apr_formats::GgufError| MergeError::Write(e.to_string());
     let mut w = GgufWriter::create(out, &meta, specs).map_err(write_err)?;
@@ -292,16 +369,25 @@ pub fn run_merge(
                 }
                 None => p.src_name.clone(),
             };
-            let t = g.tensor_info(&name).ok_or_else(|| MergeError::Read { what: src.model.clone(), msg: format!("has no tensor {name}") })?;
+            let t = g.tensor_info(&name).ok_or_else(|| MergeError::Read {
+                what: src.model.clone(),
+                msg: format!("has no tensor {name}"),
+            })?;
             if t.dims != p.dims {
                 return Err(MergeError::Invalid {
                     method: "config",
-                    msg: format!("{name}: {} has dims {:?}, {} has {:?}", src.model, t.dims, s.sources[0].model, p.dims),
+                    msg: format!(
+                        "{name}: {} has dims {:?}, {} has {:?}",
+                        src.model, t.dims, s.sources[0].model, p.dims
+                    ),
                 });
             }
             inputs.push((src.model.as_str(), g, t));
         }
-        let sources: Vec<GgufTensor> = inputs.iter().map(|(_, g, t)| GgufTensor::new(g, t)).collect::<Result<_>>()?;
+        let sources: Vec<GgufTensor> = inputs
+            .iter()
+            .map(|(_, g, t)| GgufTensor::new(g, t))
+            .collect::<Result<_>>()?;
         let mut base = None;
         let mut ms = Vec::new();
         for ((m, _, _), src) in inputs.iter().zip(&sources) {

@@ -1,0 +1,134 @@
+//! `apr merge` on the real 0.5B model: a linear merge of the model with itself gives back its
+//! weights (dequantized, then rounded to the output type), a passthrough frankenmerge takes
+//! the layers its slices name and still runs, and bad configurations fail with a message.
+
+mod common;
+
+use apr_formats::Gguf;
+use common::*;
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("apr-merge-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn f32s(g: &Gguf, name: &str) -> Vec<f32> {
+    let t = g.tensor_info(name).unwrap_or_else(|| panic!("no {name}"));
+    let mut v = vec![0f32; t.n_elements() as usize];
+    apr_core::quant::dequantize(t.dtype, g.tensor_data(t), &mut v).unwrap();
+    v
+}
+
+fn merge(yaml: &str, out: &std::path::Path) -> std::process::Output {
+    let cfg = out.with_extension("yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    apr(&[
+        "merge",
+        "--config",
+        cfg.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--json",
+    ])
+}
+
+#[test]
+fn linear_self_merge_returns_the_model_and_passthrough_takes_the_slices() {
+    let m = qwen05();
+    let m = m.to_str().unwrap();
+    let src = Gguf::open(m).unwrap();
+    let out = tmp("self.gguf");
+    let yaml = format!(
+        "models:\n  - model: {m}\n    parameters: {{weight: 0.3}}\n  - model: {m}\n    parameters: {{weight: 0.7}}\nmerge_method: linear\ndtype: float16\n"
+    );
+    let j = stdout_json(&merge(&yaml, &out));
+    assert_eq!(j["method"], "linear");
+    assert_eq!(j["layers"], 24);
+    let g = Gguf::open(&out).unwrap();
+    assert_eq!(g.tensors.len(), src.tensors.len());
+    for name in [
+        "token_embd.weight",
+        "blk.5.ffn_down.weight",
+        "blk.23.attn_v.weight",
+        "blk.0.attn_q.bias",
+        "output_norm.weight",
+    ] {
+        let (a, b) = (f32s(&src, name), f32s(&g, name));
+        let two_d = src.tensor_info(name).unwrap().dims.len() == 2;
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            // (0.3 x + 0.7 x) / 1 = x, then f16 for matrices and f32 for vectors.
+            let want = if two_d {
+                half::f16::from_f32(*x).to_f32()
+            } else {
+                *x
+            };
+            assert!(
+                (want - y).abs() <= 1e-6 * want.abs(),
+                "{name}[{i}]: {y} vs {want}"
+            );
+        }
+    }
+    assert!(g
+        .get("apr.command")
+        .and_then(|v| v.as_str())
+        .unwrap()
+        .contains("merge"));
+    let check = apr(&["check", out.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    std::fs::remove_file(&out).unwrap();
+
+    // Layers 0..10 and 14..24: 20 layers, output layer 10 is source layer 14.
+    let out = tmp("drop.gguf");
+    let yaml = format!(
+        "slices:\n  - sources: [{{model: {m}, layer_range: [0, 10]}}]\n  - sources: [{{model: {m}, layer_range: [14, 24]}}]\nmerge_method: passthrough\ndtype: float32\n"
+    );
+    let j = stdout_json(&merge(&yaml, &out));
+    assert_eq!(j["layers"], 20);
+    let g = Gguf::open(&out).unwrap();
+    assert_eq!(g.get_u64("qwen2.block_count").unwrap(), 20);
+    assert_eq!(
+        f32s(&g, "blk.10.ffn_up.weight"),
+        f32s(&src, "blk.14.ffn_up.weight")
+    );
+    assert_eq!(
+        f32s(&g, "blk.9.attn_k.bias"),
+        f32s(&src, "blk.9.attn_k.bias")
+    );
+    assert!(g.tensor_info("blk.20.attn_q.weight").is_none());
+    let run = apr(&[
+        "run",
+        out.to_str().unwrap(),
+        "--prompt",
+        "def add(a, b):",
+        "--raw",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    let j = stdout_json(&run);
+    assert_eq!(j["tokens"].as_array().unwrap().len(), 8);
+    std::fs::remove_file(&out).unwrap();
+}
+
+#[test]
+fn bad_merge_configurations_fail_with_a_message() {
+    let m = qwen05();
+    let m = m.to_str().unwrap();
+    let out = tmp("bad.gguf");
+    for (yaml, needle) in [
+        (format!("merge_method: slerp\nbase_model: {m}\nmodels: [{{model: {m}}}, {{model: a.gguf}}, {{model: b.gguf}}]\nparameters: {{t: 0.5}}\n"), "exactly two models"),
+        (format!("merge_method: ties\nmodels: [{{model: {m}}}]\n"), "needs base_model"),
+        ("merge_method: linear\nmodels: [{model: /nonexistent/x.gguf, parameters: {weight: 1}}]\n".to_string(), "x.gguf"),
+        (format!("merge_method: linear\nmodels: [{{model: {m}}}]\n"), "no weight"),
+        ("models: 3\n".to_string(), "not a valid merge configuration"),
+    ] {
+        let o = merge(&yaml, &out);
+        assert_eq!(o.status.code(), Some(1), "{yaml}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains(needle), "{yaml}: {e:?} lacks {needle:?}");
+        assert!(!e.contains("panicked"), "{e}");
+        assert!(!out.exists(), "no output after a failure");
+    }
+}
