@@ -29,6 +29,8 @@ enum Command {
     Chat(cmd::chat::Args),
     /// llama-bench style speed: pp512 and tg128
     Bench(cmd::bench::Args),
+    /// Quantize a GGUF to one of llama.cpp's file types (bit-compatible with llama-quantize)
+    Quantize(cmd::quantize::Args),
     /// Evaluations
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
@@ -48,6 +50,7 @@ fn main() {
         Command::Run(a) => cmd::run::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
         Command::Eval(c) => cmd::eval::run(c),
     };
     if let Err(e) = result {

@@ -1,2 +1,10 @@
 //! apr-ops: the operations that make a new model file from existing ones (quantize, import and
 //! export, imatrix; merge and prune later), each one file behind its command's registry.
+
+pub mod imatrix;
+pub mod mix;
+pub mod quantize;
+
+pub use imatrix::{Imatrix, ImatrixEntry, ImatrixError};
+pub use mix::FileType;
+pub use quantize::{quantize_file, QuantizeError, QuantizeOptions, QuantizeReport, TensorDone};
