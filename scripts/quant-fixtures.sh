@@ -24,6 +24,25 @@ for t in $TYPES; do
         "$WORK/$t-imatrix.gguf" "$t" 2 >"$WORK/$t-imatrix.log" 2>&1 ||
         { cat "$WORK/$t-imatrix.log"; exit 1; }
 done
+# The current llama-quantize's type choice for the real 0.5B model (a dry run: types only).
+REAL=$HOME/.cache/apr/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+REAL_OUT=$ROOT/crates/apr-ops/tests/fixtures/real-0.5b-q4_k_m-dryrun.json
+if [ -f "$REAL" ]; then
+    "$BIN/llama-quantize" --dry-run --allow-requantize "$REAL" "$WORK/dry.gguf" Q4_K_M 2 2>&1 |
+        python3 -c '
+import json, re, sys
+types, n_fallback = {}, 0
+for line in sys.stdin:
+    f = re.search(r"WARNING: (\d+) of \d+ tensor\(s\) required fallback", line)
+    if f:
+        n_fallback = int(f.group(1))
+    m = re.match(r"\[\s*\d+/\s*\d+\]\s+(\S+)\s+- \[.*\], type =\s+(\S+),.*?(?:\((\S+)\))?\s*$", line)
+    if m:
+        types[m.group(1)] = (m.group(3) or m.group(2)).upper()
+json.dump({"made_by": "llama-quantize --dry-run --allow-requantize REAL Q4_K_M (scripts/quant-fixtures.sh)",
+           "n_fallback": n_fallback, "types": types}, open(sys.argv[1], "w"), indent=1, sort_keys=True)
+' "$REAL_OUT"
+fi
 VERSION=$("$BIN/llama-cli" --version 2>&1 | grep -m1 -i version || true)
 
 PYTHONPATH=$PEER/gguf-py python3 - "$WORK" "$OUT" "$TYPES" "$VERSION" <<'PY'

@@ -87,7 +87,7 @@ pub struct QuantizeReport {
 }
 
 /// Reads the facts the mix rules need from the metadata.
-fn model_facts(g: &Gguf) -> ModelFacts {
+pub fn model_facts(g: &Gguf) -> ModelFacts {
     let arch = g.architecture().unwrap_or("").to_string();
     let num = |k: &str| -> Option<u64> {
         let v = g.get(&format!("{arch}.{k}"))?;

@@ -181,21 +181,51 @@ fn requantizing_a_quantized_file_works() {
     assert_eq!(a, b, "Q8_0 -> Q8_0 copies every tensor");
 }
 
-/// The per-tensor types for the real 0.5B model equal those of its Q4_K_M file (made by
-/// llama-quantize).
+/// The per-tensor types for the real 0.5B model in Q4_K_M: (1) in llama.cpp's current tensor
+/// order they equal what the current llama-quantize picks (its dry run, recorded by
+/// scripts/quant-fixtures.sh); (2) walked in the published file's own tensor order (blk.0,
+/// blk.1, blk.10, ...: the order the llama.cpp that made it counted layers in) they equal the
+/// types of the published Q4_K_M file, made by llama-quantize.
 #[test]
 #[ignore]
 fn real_model_q4_k_m_types_equal_the_published_file() {
     let home = std::env::var("HOME").unwrap();
     let path = PathBuf::from(home).join(".cache/apr/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
     let g = Gguf::open(&path).unwrap();
-    let (descs, plan) = plan_file(&g, FileType::from_name("Q4_K_M").unwrap(), false);
+    let q4km = FileType::from_name("Q4_K_M").unwrap();
+    let (descs, plan) = plan_file(&g, q4km, false);
+    assert_eq!(descs.len(), g.tensors.len());
+    let dry: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/fixtures/real-0.5b-q4_k_m-dryrun.json").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plan.n_fallback as u64, dry["n_fallback"].as_u64().unwrap());
+    let dry = dry["types"].as_object().unwrap();
+    assert_eq!(dry.len(), descs.len());
     let mut diffs = Vec::new();
     for (d, ty) in descs.iter().zip(&plan.types) {
+        let want = dry[&d.name].as_str().unwrap();
+        if ty.name() != want {
+            diffs.push(format!("{}: ours {ty}, llama-quantize {want}", d.name));
+        }
+    }
+    assert!(diffs.is_empty(), "vs the current llama-quantize:\n{}", diffs.join("\n"));
+    // Walked in the file's order, the counters see the layers as the maker of the file did.
+    let file_order: Vec<_> = g
+        .tensors
+        .iter()
+        .map(|t| apr_ops::mix::TensorDesc {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            dtype: t.dtype,
+        })
+        .collect();
+    let plan = apr_ops::mix::plan(&apr_ops::quantize::model_facts(&g), &file_order, q4km, false);
+    let mut diffs = Vec::new();
+    for (d, ty) in file_order.iter().zip(&plan.types) {
         if *ty != d.dtype {
             diffs.push(format!("{}: ours {ty}, file {}", d.name, d.dtype));
         }
     }
-    assert_eq!(descs.len(), g.tensors.len());
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    assert!(diffs.is_empty(), "vs the published file:\n{}", diffs.join("\n"));
 }
