@@ -35,6 +35,8 @@ enum Command {
     Check(cmd::check::Args),
     /// Merge models with mergekit's methods and YAML configurations
     Merge(cmd::merge::Args),
+    /// Quantize a GGUF to one of llama.cpp's file types (bit-compatible with llama-quantize)
+    Quantize(cmd::quantize::Args),
     /// Evaluations
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
@@ -57,6 +59,7 @@ fn main() {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Merge(a) => cmd::merge::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
         Command::Eval(c) => cmd::eval::run(c),
     };
     if let Err(e) = result {

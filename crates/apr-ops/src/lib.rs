@@ -3,4 +3,11 @@
 
 pub mod calibrate;
 pub mod check;
+pub mod imatrix;
 pub mod merge;
+pub mod mix;
+pub mod quantize;
+
+pub use imatrix::{Imatrix, ImatrixEntry, ImatrixError};
+pub use mix::FileType;
+pub use quantize::{quantize_file, QuantizeError, QuantizeOptions, QuantizeReport, TensorDone};

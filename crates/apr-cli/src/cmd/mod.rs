@@ -7,5 +7,6 @@ pub mod eval;
 pub mod inspect;
 pub mod merge;
 pub mod pull;
+pub mod quantize;
 pub mod run;
 pub mod tokenize;

@@ -1,0 +1,101 @@
+//! `apr quantize IN OUT --type T [--imatrix FILE] [--threads N] [--json]`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use apr_ops::{quantize_file, FileType, Imatrix, QuantizeOptions};
+
+use crate::common::print_json;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Input GGUF (any type: quantized tensors are dequantized, then quantized again), or a cached model name
+    pub input: String,
+    /// Output GGUF (written to a temporary file, then renamed into place)
+    pub output: PathBuf,
+    /// File type: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K (case-insensitive)
+    #[arg(long = "type")]
+    pub ftype: String,
+    /// Importance matrix (llama-imatrix's GGUF or legacy .dat format)
+    #[arg(long)]
+    pub imatrix: Option<PathBuf>,
+    /// Threads (default: all cores)
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    /// Print {"out", "type", "bytes", "tensors", "fallbacks", "seconds"} on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let ftype = FileType::from_name(&a.ftype).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown quantization type {:?} (known: {})",
+            a.ftype,
+            FileType::names().join(", ")
+        )
+    })?;
+    let input = apr_engine::resolve_model(&a.input)?;
+    let imatrix = match &a.imatrix {
+        Some(p) => Some((
+            Imatrix::read(p).with_context(|| format!("cannot use the imatrix {}", p.display()))?,
+            p.clone(),
+        )),
+        None => None,
+    };
+    let threads = a.threads.filter(|&t| t > 0).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let command = std::iter::once("apr".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let opts = QuantizeOptions {
+        ftype,
+        imatrix,
+        threads,
+        command,
+    };
+    let report = quantize_file(&input, &a.output, &opts, &mut |t| {
+        eprintln!(
+            "[{:>4}/{:>4}] {:<36} {:>5} -> {:<5} {:>10} bytes{}",
+            t.index,
+            t.total,
+            t.name,
+            t.from.name(),
+            t.to.name(),
+            t.bytes,
+            if t.used_imatrix { " (imatrix)" } else { "" }
+        );
+    })
+    .with_context(|| format!("cannot quantize {} to {}", input.display(), ftype.name))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    if report.n_fallback > 0 {
+        eprintln!(
+            "{} tensor(s) took a fallback type (rows not a whole number of blocks)",
+            report.n_fallback
+        );
+    }
+    if a.json {
+        print_json(&serde_json::json!({
+            "out": report.out,
+            "type": report.ftype,
+            "bytes": report.bytes,
+            "tensors": report.tensors,
+            "fallbacks": report.n_fallback,
+            "seconds": seconds,
+        }))
+    } else {
+        println!(
+            "wrote {} ({}, {} bytes, {:.1}s)",
+            report.out.display(),
+            report.ftype,
+            report.bytes,
+            seconds
+        );
+        Ok(())
+    }
+}
