@@ -326,7 +326,9 @@ mod tests {
     fn imatrix_changes_the_weighted_types_only() {
         let n = 256;
         let x = random(2 * n, 3);
-        let w: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 10.0 } else { 0.01 }).collect();
+        let w: Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { 10.0 } else { 0.01 })
+            .collect();
         for &(ty, _) in BOUNDS {
             let mut a = vec![0u8; ty.bytes_for(x.len()).unwrap()];
             let mut b = a.clone();
