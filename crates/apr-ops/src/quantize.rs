@@ -99,11 +99,7 @@ pub fn model_facts(g: &Gguf) -> ModelFacts {
     let n_head_kv = num("attention.head_count_kv").unwrap_or(n_head);
     ModelFacts {
         n_layer: num("block_count").unwrap_or(0) as usize,
-        n_gqa: if n_head_kv > 0 {
-            (n_head / n_head_kv) as usize
-        } else {
-            0
-        },
+        n_gqa: n_head.checked_div(n_head_kv).unwrap_or(0) as usize,
         n_expert: num("expert_count").unwrap_or(0) as usize,
         arch,
     }

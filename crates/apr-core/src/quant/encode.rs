@@ -4,6 +4,9 @@
 //! searches. One registry table maps each type to its encoder.
 //! Reference: ggml/src/ggml-quants.c and ggml_quantize_chunk in ggml/src/ggml.c.
 
+// Index loops mirror ggml's, so the float order can be checked line by line against it.
+#![allow(clippy::needless_range_loop)]
+
 use super::blocks::*;
 use super::encode_k::{block_q2_k, block_q3_k, block_q4_k, block_q5_k, block_q6_k};
 use super::encode_search::{make_qkx_quants, make_qx_quants, MinSearch};

@@ -4,6 +4,9 @@
 //! rounded multiply then a rounded add, as Rust computes it.
 //! Reference: ggml/src/ggml-quants.c.
 
+// Index loops mirror ggml's, so the float order can be checked line by line against it.
+#![allow(clippy::needless_range_loop)]
+
 /// ggml's GROUP_MAX_EPS: a group whose largest magnitude is below it counts as all zero.
 pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 

@@ -71,12 +71,12 @@ fn values(rng: &mut Rng, name: &str, n: usize, row: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n);
     let mut scale = 0.05;
     for i in 0..n {
-        if i % row == 0 {
+        if i.is_multiple_of(row) {
             scale = 0.02 + 0.08 * rng.uniform().abs();
         }
         // Sum of three uniforms: roughly normal; one value in 97 is an outlier.
         let mut v = (rng.uniform() + rng.uniform() + rng.uniform()) * scale;
-        if rng.next() % 97 == 0 {
+        if rng.next().is_multiple_of(97) {
             v *= 8.0;
         }
         out.push(v);
