@@ -99,11 +99,7 @@ pub fn model_facts(g: &Gguf) -> ModelFacts {
     let n_head_kv = num("attention.head_count_kv").unwrap_or(n_head);
     ModelFacts {
         n_layer: num("block_count").unwrap_or(0) as usize,
-        n_gqa: if n_head_kv > 0 {
-            (n_head / n_head_kv) as usize
-        } else {
-            0
-        },
+        n_gqa: n_head.checked_div(n_head_kv).unwrap_or(0) as usize,
         n_expert: num("expert_count").unwrap_or(0) as usize,
         arch,
     }
@@ -127,11 +123,7 @@ pub fn plan_file(g: &Gguf, ftype: FileType, has_imatrix: bool) -> (Vec<TensorDes
 
 /// The output metadata: the input's (less split and `apr.` keys), the quantization keys
 /// llama-quantize sets, the imatrix keys it adds, and our provenance keys.
-fn output_metadata(
-    g: &Gguf,
-    opts: &QuantizeOptions,
-    prov: &Provenance,
-) -> Vec<(String, Value)> {
+fn output_metadata(g: &Gguf, opts: &QuantizeOptions, prov: &Provenance) -> Vec<(String, Value)> {
     let mut meta: BTreeMap<String, Value> = provenance::without_apr_keys(&g.metadata)
         .into_iter()
         .filter(|(k, _)| !SPLIT_KEYS.contains(&k.as_str()))
@@ -179,12 +171,13 @@ pub fn quantize_file(
     })?;
     let imatrix = opts.imatrix.as_ref().map(|(m, _)| m);
     let (descs, plan) = plan_file(&g, opts.ftype, imatrix.is_some());
-    let prov = Provenance::of(opts.command.clone(), input, env!("CARGO_PKG_VERSION")).map_err(
-        |e| QuantizeError::Provenance {
-            path: input.into(),
-            source: e,
-        },
-    )?;
+    let prov =
+        Provenance::of(opts.command.clone(), input, env!("CARGO_PKG_VERSION")).map_err(|e| {
+            QuantizeError::Provenance {
+                path: input.into(),
+                source: e,
+            }
+        })?;
     let meta = output_metadata(&g, opts, &prov);
     let specs: Vec<TensorSpec> = descs
         .iter()
@@ -300,7 +293,9 @@ fn convert(
     let mut jobs: Vec<(usize, usize)> = Vec::new();
     let mut r = 0;
     while r < nrows {
-        let end = (r + chunk_rows).min(nrows).min((r / rows_per_mat + 1) * rows_per_mat);
+        let end = (r + chunk_rows)
+            .min(nrows)
+            .min((r / rows_per_mat + 1) * rows_per_mat);
         jobs.push((r, end));
         r = end;
     }

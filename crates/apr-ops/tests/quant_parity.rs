@@ -27,11 +27,16 @@ fn write_fixture_inputs() {
     let dir = PathBuf::from(std::env::var("APR_QUANT_FIXTURE_DIR").expect("APR_QUANT_FIXTURE_DIR"));
     std::fs::create_dir_all(&dir).unwrap();
     common::write_source(&dir.join("tiny-f32.gguf"));
-    common::imatrix().write(&dir.join("tiny-imatrix.gguf")).unwrap();
+    common::imatrix()
+        .write(&dir.join("tiny-imatrix.gguf"))
+        .unwrap();
 }
 
 fn sha(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// name -> (type, sha256 of the data) of a GGUF.
@@ -75,7 +80,11 @@ fn every_type_matches_llama_quantize_bit_for_bit() {
         fixture["imatrix_sha256"].as_str().unwrap()
     );
     let types = fixture["types"].as_object().unwrap();
-    assert_eq!(types.len(), apr_ops::mix::FILE_TYPES.len(), "a type is missing");
+    assert_eq!(
+        types.len(),
+        apr_ops::mix::FILE_TYPES.len(),
+        "a type is missing"
+    );
     let mut failures = Vec::new();
     let mut checked = 0;
     for (ftype, modes) in types {
@@ -99,7 +108,10 @@ fn every_type_matches_llama_quantize_bit_for_bit() {
                 }
             }
             let g = Gguf::open(&out).unwrap();
-            assert_eq!(g.get_u64("general.file_type").unwrap(), FileType::from_name(ftype).unwrap().id as u64);
+            assert_eq!(
+                g.get_u64("general.file_type").unwrap(),
+                FileType::from_name(ftype).unwrap().id as u64
+            );
             assert_eq!(g.get_u64("general.quantization_version").unwrap(), 2);
             assert!(g.get("apr.source_sha256").is_some());
             assert_eq!(report.tensors.values().sum::<usize>(), want.len());
@@ -139,13 +151,22 @@ fn bad_inputs_are_clear_errors() {
     // Not a GGUF file.
     let junk = dir.join("junk.gguf");
     std::fs::write(&junk, b"this is not a model").unwrap();
-    let e = quantize_file(&junk, &dir.join("o.gguf"), &options("Q8_0", None), &mut |_| {})
-        .unwrap_err();
+    let e = quantize_file(
+        &junk,
+        &dir.join("o.gguf"),
+        &options("Q8_0", None),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(matches!(e, QuantizeError::Input { .. }), "{e}");
     assert!(!dir.join("o.gguf").exists(), "no output on failure");
     // An imatrix made for other shapes.
     let mut m = common::imatrix();
-    m.entries.get_mut("blk.0.attn_q.weight").unwrap().in_sum2.truncate(100);
+    m.entries
+        .get_mut("blk.0.attn_q.weight")
+        .unwrap()
+        .in_sum2
+        .truncate(100);
     let e = quantize_file(
         &src,
         &dir.join("o.gguf"),
@@ -190,7 +211,8 @@ fn requantizing_a_quantized_file_works() {
 #[ignore]
 fn real_model_q4_k_m_types_equal_the_published_file() {
     let home = std::env::var("HOME").unwrap();
-    let path = PathBuf::from(home).join(".cache/apr/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    let path =
+        PathBuf::from(home).join(".cache/apr/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
     let g = Gguf::open(&path).unwrap();
     let q4km = FileType::from_name("Q4_K_M").unwrap();
     let (descs, plan) = plan_file(&g, q4km, false);
@@ -209,7 +231,11 @@ fn real_model_q4_k_m_types_equal_the_published_file() {
             diffs.push(format!("{}: ours {ty}, llama-quantize {want}", d.name));
         }
     }
-    assert!(diffs.is_empty(), "vs the current llama-quantize:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "vs the current llama-quantize:\n{}",
+        diffs.join("\n")
+    );
     // Walked in the file's order, the counters see the layers as the maker of the file did.
     let file_order: Vec<_> = g
         .tensors
@@ -220,12 +246,21 @@ fn real_model_q4_k_m_types_equal_the_published_file() {
             dtype: t.dtype,
         })
         .collect();
-    let plan = apr_ops::mix::plan(&apr_ops::quantize::model_facts(&g), &file_order, q4km, false);
+    let plan = apr_ops::mix::plan(
+        &apr_ops::quantize::model_facts(&g),
+        &file_order,
+        q4km,
+        false,
+    );
     let mut diffs = Vec::new();
     for (d, ty) in file_order.iter().zip(&plan.types) {
         if *ty != d.dtype {
             diffs.push(format!("{}: ours {ty}, file {}", d.name, d.dtype));
         }
     }
-    assert!(diffs.is_empty(), "vs the published file:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "vs the published file:\n{}",
+        diffs.join("\n")
+    );
 }

@@ -4,6 +4,9 @@
 //! searches. One registry table maps each type to its encoder.
 //! Reference: ggml/src/ggml-quants.c and ggml_quantize_chunk in ggml/src/ggml.c.
 
+// Index loops mirror ggml's, so the float order can be checked line by line against it.
+#![allow(clippy::needless_range_loop)]
+
 use super::blocks::*;
 use super::encode_k::{block_q2_k, block_q3_k, block_q4_k, block_q5_k, block_q6_k};
 use super::encode_search::{make_qkx_quants, make_qx_quants, MinSearch};
@@ -326,7 +329,9 @@ mod tests {
     fn imatrix_changes_the_weighted_types_only() {
         let n = 256;
         let x = random(2 * n, 3);
-        let w: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 10.0 } else { 0.01 }).collect();
+        let w: Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { 10.0 } else { 0.01 })
+            .collect();
         for &(ty, _) in BOUNDS {
             let mut a = vec![0u8; ty.bytes_for(x.len()).unwrap()];
             let mut b = a.clone();

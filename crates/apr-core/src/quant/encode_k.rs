@@ -2,6 +2,9 @@
 //! to `quantize_row_qN_K_ref` (no importance weights) and `quantize_row_qN_K_impl` (with).
 //! Reference: ggml/src/ggml-quants.c.
 
+// Index loops mirror ggml's, so the float order can be checked line by line against it.
+#![allow(clippy::needless_range_loop)]
+
 use super::blocks::*;
 use super::encode_search::{
     make_q3_quants, make_qkx_quants, make_qp_quants, make_qx_quants, nearest_int, MinSearch,

@@ -4,6 +4,9 @@
 //! rounded multiply then a rounded add, as Rust computes it.
 //! Reference: ggml/src/ggml-quants.c.
 
+// Index loops mirror ggml's, so the float order can be checked line by line against it.
+#![allow(clippy::needless_range_loop)]
+
 /// ggml's GROUP_MAX_EPS: a group whose largest magnitude is below it counts as all zero.
 pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 
@@ -312,7 +315,14 @@ mod tests {
 
     #[test]
     fn nearest_int_rounds_half_to_even() {
-        for (x, want) in [(0.5f32, 0), (1.5, 2), (2.5, 2), (-0.5, 0), (-1.5, -2), (3.49, 3)] {
+        for (x, want) in [
+            (0.5f32, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (3.49, 3),
+        ] {
             assert_eq!(nearest_int(x), want, "{x}");
         }
     }

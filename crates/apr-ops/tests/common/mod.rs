@@ -71,12 +71,12 @@ fn values(rng: &mut Rng, name: &str, n: usize, row: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n);
     let mut scale = 0.05;
     for i in 0..n {
-        if i % row == 0 {
+        if i.is_multiple_of(row) {
             scale = 0.02 + 0.08 * rng.uniform().abs();
         }
         // Sum of three uniforms: roughly normal; one value in 97 is an outlier.
         let mut v = (rng.uniform() + rng.uniform() + rng.uniform()) * scale;
-        if rng.next() % 97 == 0 {
+        if rng.next().is_multiple_of(97) {
             v *= 8.0;
         }
         out.push(v);
@@ -88,15 +88,27 @@ fn values(rng: &mut Rng, name: &str, n: usize, row: usize) -> Vec<f32> {
 pub fn write_source(path: &Path) {
     let meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("qwen2".into())),
-        ("general.name".into(), Value::String("apr-tiny-qwen2".into())),
+        (
+            "general.name".into(),
+            Value::String("apr-tiny-qwen2".into()),
+        ),
         ("general.file_type".into(), Value::U32(0)),
         ("qwen2.context_length".into(), Value::U32(256)),
         ("qwen2.embedding_length".into(), Value::U32(HIDDEN as u32)),
         ("qwen2.block_count".into(), Value::U32(N_LAYER as u32)),
         ("qwen2.feed_forward_length".into(), Value::U32(FFN as u32)),
-        ("qwen2.attention.head_count".into(), Value::U32(N_HEAD as u32)),
-        ("qwen2.attention.head_count_kv".into(), Value::U32(N_KV as u32)),
-        ("qwen2.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-6)),
+        (
+            "qwen2.attention.head_count".into(),
+            Value::U32(N_HEAD as u32),
+        ),
+        (
+            "qwen2.attention.head_count_kv".into(),
+            Value::U32(N_KV as u32),
+        ),
+        (
+            "qwen2.attention.layer_norm_rms_epsilon".into(),
+            Value::F32(1e-6),
+        ),
         ("qwen2.rope.freq_base".into(), Value::F32(1e6)),
     ];
     let list = tensor_list();

@@ -1,0 +1,109 @@
+//! `apr quantize` as a subprocess: the --json contract on a small model, and clear errors with
+//! exit status 1 on bad input (unknown type, a file that is not GGUF, a bad imatrix).
+
+mod common;
+
+use apr_formats::gguf::write::{to_bytes, TensorOut};
+use apr_formats::{Gguf, Value};
+use common::*;
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("apr-cli-quant-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// A small llama-like GGUF in f32: one 2-D weight of 256 x 8 and one norm.
+fn small_model() -> std::path::PathBuf {
+    let w: Vec<u8> = (0..256 * 8)
+        .flat_map(|i| ((i as f32 * 0.37).sin() * 0.1).to_le_bytes())
+        .collect();
+    let n: Vec<u8> = (0..256).flat_map(|_| 1f32.to_le_bytes()).collect();
+    let bytes = to_bytes(
+        &[("general.architecture", Value::String("llama".into()))],
+        &[
+            TensorOut {
+                name: "blk.0.attn_q.weight",
+                dims: &[256, 8],
+                type_id: 0,
+                data: &w,
+            },
+            TensorOut {
+                name: "blk.0.attn_norm.weight",
+                dims: &[256],
+                type_id: 0,
+                data: &n,
+            },
+        ],
+    );
+    let p = tmp("small-f32.gguf");
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = apr(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "args {args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "args {args:?}: stderr {err:?} lacks {needle:?}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn quantize_json_contract() {
+    let src = small_model();
+    let out = tmp("small-q4_k_m.gguf");
+    let (s, o) = (src.to_str().unwrap(), out.to_str().unwrap());
+    let j = stdout_json(&apr(&[
+        "quantize", s, o, "--type", "q4_k_m", "--json", "-t", "2",
+    ]));
+    assert_eq!(j["type"], "Q4_K_M");
+    assert_eq!(j["out"], o);
+    assert_eq!(j["tensors"]["Q4_K"], 1);
+    assert_eq!(j["tensors"]["F32"], 1);
+    assert_eq!(j["fallbacks"], 0);
+    assert!(j["seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        j["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&out).unwrap().len()
+    );
+    let g = Gguf::open(&out).unwrap();
+    assert_eq!(g.get_u64("general.file_type").unwrap(), 15);
+    assert!(g.get_str("apr.command").unwrap().contains("quantize"));
+}
+
+#[test]
+fn quantize_bad_inputs_are_clear_errors() {
+    let src = small_model();
+    let s = src.to_str().unwrap();
+    let o = tmp("o.gguf");
+    let o = o.to_str().unwrap();
+    fails_with(
+        &["quantize", s, o, "--type", "q4_k_x"],
+        "unknown quantization type",
+    );
+    let junk = tmp("junk.gguf");
+    std::fs::write(&junk, b"definitely not a model").unwrap();
+    fails_with(
+        &["quantize", junk.to_str().unwrap(), o, "--type", "q8_0"],
+        "not a GGUF",
+    );
+    let bad_im = tmp("bad.imatrix");
+    std::fs::write(&bad_im, [0u8, 1]).unwrap();
+    fails_with(
+        &[
+            "quantize",
+            s,
+            o,
+            "--type",
+            "q4_0",
+            "--imatrix",
+            bad_im.to_str().unwrap(),
+        ],
+        "imatrix",
+    );
+    assert!(!std::path::Path::new(o).exists(), "no output on failure");
+}
