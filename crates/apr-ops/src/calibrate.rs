@@ -108,3 +108,29 @@ pub fn collect(
         ppl: (nll / count as f64).exp(),
     })
 }
+
+impl Calibration {
+    /// The statistics as an importance matrix file (llama-imatrix's layout: one matrix per
+    /// weight, its token count as the count).
+    pub fn to_imatrix(&self, dataset: &str, chunk_size: usize) -> crate::Imatrix {
+        let entries = self
+            .stats
+            .entries
+            .iter()
+            .map(|(name, e)| {
+                let entry = crate::ImatrixEntry {
+                    in_sum2: e.sum2.iter().map(|&s| s as f32).collect(),
+                    counts: vec![e.count as f32],
+                };
+                (name.clone(), entry)
+            })
+            .collect();
+        crate::Imatrix {
+            entries,
+            datasets: vec![dataset.to_string()],
+            chunk_count: self.chunks as u32,
+            chunk_size: chunk_size as u32,
+            legacy: false,
+        }
+    }
+}

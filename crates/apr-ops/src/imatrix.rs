@@ -33,6 +33,14 @@ pub enum ImatrixError {
     },
 }
 
+/// Dims without trailing 1s (keeping at least one), as ggml's GGUF writer stores them.
+fn trim_dims(mut d: Vec<u64>) -> Vec<u64> {
+    while d.len() > 1 && d.last() == Some(&1) {
+        d.pop();
+    }
+    d
+}
+
 /// One tensor's statistics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImatrixEntry {
@@ -243,12 +251,13 @@ impl Imatrix {
             let nmat = e.counts.len().max(1) as u64;
             specs.push(TensorSpec {
                 name: format!("{name}{SUMS_SUFFIX}"),
-                dims: vec![e.in_sum2.len() as u64 / nmat, nmat],
+                // Trailing 1s dropped, as ggml writes a tensor's dims (one matrix: [ne0]).
+                dims: trim_dims(vec![e.in_sum2.len() as u64 / nmat, nmat]),
                 dtype: GgmlType::F32,
             });
             specs.push(TensorSpec {
                 name: format!("{name}{COUNTS_SUFFIX}"),
-                dims: vec![1, nmat],
+                dims: trim_dims(vec![1, nmat]),
                 dtype: GgmlType::F32,
             });
         }

@@ -52,6 +52,34 @@ fn sums_of_squares_match_llama_imatrix() {
     };
     let cal = collect(&engine, &text, &opts, &mut |_, _, _| {}).unwrap();
     assert_eq!(cal.chunks, 2);
+    // The file we write has llama-imatrix's layout: the same tensors (names, dims, types) and
+    // metadata keys, and reads back as what was written.
+    let out = std::env::temp_dir().join(format!("apr-imatrix-{}.gguf", std::process::id()));
+    let imx = cal.to_imatrix("calib-code.py.txt", 128);
+    imx.write(&out).unwrap();
+    let ours = Gguf::open(&out).unwrap();
+    let layout = |g: &Gguf| {
+        let mut v: Vec<_> = g
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.dims.clone(), t.dtype))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let (a, b) = (layout(&ours), layout(&reference));
+    let diff: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x != y).take(3).collect();
+    assert!(
+        a.len() == b.len() && diff.is_empty(),
+        "{} vs {} tensors; first differences {diff:?}",
+        a.len(),
+        b.len()
+    );
+    let keys = |g: &Gguf| g.metadata.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&ours), keys(&reference));
+    assert_eq!(ours.get_u64("imatrix.chunk_count").unwrap(), 2);
+    assert_eq!(apr_ops::Imatrix::read(&out).unwrap(), imx);
+    std::fs::remove_file(&out).unwrap();
     let names: Vec<String> = reference
         .tensors
         .iter()

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat;
 pub mod check;
 pub mod eval;
+pub mod imatrix;
 pub mod inspect;
 pub mod merge;
 pub mod pull;
