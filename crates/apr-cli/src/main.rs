@@ -29,6 +29,10 @@ enum Command {
     Chat(cmd::chat::Args),
     /// llama-bench style speed: pp512 and tg128
     Bench(cmd::bench::Args),
+    /// A Hugging Face directory (config.json, safetensors, tokenizer.json) as a GGUF file
+    Import(cmd::import::Args),
+    /// A model as a Hugging Face directory (--format safetensors) or a re-typed GGUF file
+    Export(cmd::export::Args),
     /// Evaluations
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
@@ -48,6 +52,8 @@ fn main() {
         Command::Run(a) => cmd::run::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Import(a) => cmd::import::run(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Eval(c) => cmd::eval::run(c),
     };
     if let Err(e) = result {
