@@ -16,6 +16,7 @@ use apr_core::GgmlType;
 
 use crate::gguf::{Backing, Gguf, TensorInfo, Value};
 use crate::hf_config::{read_json, HfConfig, HfError, Result, CONFIG_FILE, GENERATION_CONFIG_FILE};
+use crate::provenance::HISTORY_KEY;
 use crate::hf_names::{hf_to_gguf, is_ignored, permute_rows, rope_permute_heads};
 use crate::safetensors::{checkpoint_files, dtype_to_ggml, SafetensorsFile};
 
@@ -68,7 +69,7 @@ pub fn hf_metadata(dir: &Path) -> Result<(HfConfig, BTreeMap<String, Value>)> {
 
 /// Opens an HF directory as a model image (see the module docs).
 pub fn open_hf_dir(dir: &Path) -> Result<Gguf> {
-    let (cfg, metadata) = hf_metadata(dir)?;
+    let (cfg, mut metadata) = hf_metadata(dir)?;
     let llama = cfg.arch == "llama";
     let (n_head, n_kv) = (
         cfg.num_attention_heads as usize,
@@ -143,11 +144,31 @@ pub fn open_hf_dir(dir: &Path) -> Result<Gguf> {
             };
             tensors.push(info);
         }
+        if source == 0 {
+            carry_history(&f.metadata, &mut metadata);
+        }
         backings.push(Backing::Mmap(f.mmap));
     }
     backings.push(Backing::Owned(owned));
     tensors.sort_by_key(tensor_order);
     Ok(Gguf::from_parts(metadata, tensors, backings))
+}
+
+/// The `apr.history` of a checkpoint apr wrote (a JSON array in `__metadata__`) as the
+/// image's GGUF `apr.history`, so that the next stage appends to it.
+fn carry_history(st_meta: &BTreeMap<String, String>, metadata: &mut BTreeMap<String, Value>) {
+    let Some(h) = st_meta.get(HISTORY_KEY) else {
+        return;
+    };
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(h) else {
+        return;
+    };
+    let records = items
+        .iter()
+        .filter(|v| v.is_object())
+        .map(|v| Value::String(v.to_string()))
+        .collect();
+    metadata.insert(HISTORY_KEY.to_string(), Value::Array(records));
 }
 
 /// convert_hf_to_gguf's order: embeddings first, then the layers in number order, the output
