@@ -45,7 +45,12 @@ fn run_logits(model: &Path, out: &Path) -> (Vec<u64>, Vec<f32>, usize) {
         "--logits-out",
         s(out),
     ]));
-    let toks = j["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let toks = j["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     let bytes = std::fs::read(out).unwrap();
     let logits = bytes
         .chunks_exact(4)
@@ -56,8 +61,15 @@ fn run_logits(model: &Path, out: &Path) -> (Vec<u64>, Vec<f32>, usize) {
 
 fn tokenize(model: &Path, text: &str) -> Vec<u64> {
     let j = stdout_json(&apr(&["tokenize", s(model), "--text", text, "--json"]));
-    let ids = j.get("ids").or(j.get("tokens")).expect("ids in tokenize --json");
-    ids.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+    let ids = j
+        .get("ids")
+        .or(j.get("tokens"))
+        .expect("ids in tokenize --json");
+    ids.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -66,7 +78,16 @@ fn export_run_import_roundtrip() {
     let gguf = qwen05();
     let work = tmp("rt");
     let dir = work.join("hf");
-    let out = apr(&["export", s(&gguf), s(&dir), "--format", "safetensors", "--type", "f32", "--json"]);
+    let out = apr(&[
+        "export",
+        s(&gguf),
+        s(&dir),
+        "--format",
+        "safetensors",
+        "--type",
+        "f32",
+        "--json",
+    ]);
     stdout_json(&out);
 
     // The directory as MODEL: same greedy tokens, close logits at every prompt position.
@@ -75,7 +96,11 @@ fn export_run_import_roundtrip() {
     assert_eq!(nv, nv2);
     assert_eq!(t_dir, t_gguf, "greedy tokens of the directory and the GGUF");
     assert_eq!(l_dir.len(), l_gguf.len());
-    for (pos, (a, b)) in l_dir.chunks_exact(nv).zip(l_gguf.chunks_exact(nv)).enumerate() {
+    for (pos, (a, b)) in l_dir
+        .chunks_exact(nv)
+        .zip(l_gguf.chunks_exact(nv))
+        .enumerate()
+    {
         let max = b.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(diff / max < LOGIT_TOL, "position {pos}: {diff} / {max}");
@@ -83,14 +108,23 @@ fn export_run_import_roundtrip() {
 
     // Re-import: tensors equal to the exported ones, tokenizer equal to the original's.
     let re = work.join("re.gguf");
-    stdout_json(&apr(&["import", s(&dir), s(&re), "--type", "f32", "--json"]));
+    stdout_json(&apr(&[
+        "import",
+        s(&dir),
+        s(&re),
+        "--type",
+        "f32",
+        "--json",
+    ]));
     let g = Gguf::open(&re).unwrap();
     let mut n = 0;
     for p in checkpoint_files(&dir).unwrap() {
         let f = SafetensorsFile::open(&p).unwrap();
         for t in &f.tensors {
             let name = hf_to_gguf(&t.name).unwrap();
-            let info = g.tensor_info(&name).unwrap_or_else(|| panic!("{name} missing"));
+            let info = g
+                .tensor_info(&name)
+                .unwrap_or_else(|| panic!("{name} missing"));
             let dims: Vec<u64> = t.shape.iter().rev().copied().collect();
             assert_eq!(info.dims, dims, "{name}");
             assert!(g.tensor_data(info) == f.data(t), "{name}: bytes differ");
@@ -98,7 +132,10 @@ fn export_run_import_roundtrip() {
         }
     }
     assert_eq!(n, g.tensors.len());
-    assert!(g.get("apr.history").and_then(|h| h.as_array()).is_some_and(|h| h.len() == 2));
+    assert!(g
+        .get("apr.history")
+        .and_then(|h| h.as_array())
+        .is_some_and(|h| h.len() == 2));
     let want = tokenize(&gguf, SAMPLE);
     assert_eq!(tokenize(&re, SAMPLE), want, "re-imported GGUF tokenizer");
     assert_eq!(tokenize(&dir, SAMPLE), want, "directory tokenizer");
@@ -125,7 +162,11 @@ fn bad_directories_are_errors() {
     std::fs::write(bad_json.join("config.json"), "{\"model_type\": ").unwrap();
     let bad_arch = work.join("arch");
     std::fs::create_dir_all(&bad_arch).unwrap();
-    std::fs::write(bad_arch.join("config.json"), r#"{"model_type": "gpt_neox"}"#).unwrap();
+    std::fs::write(
+        bad_arch.join("config.json"),
+        r#"{"model_type": "gpt_neox"}"#,
+    )
+    .unwrap();
     for (d, want) in [
         (&no_cfg, "config.json"),
         (&bad_json, "not JSON"),

@@ -107,7 +107,9 @@ impl HfConfig {
         let f = |k: &str, d: f64| -> Result<f64> {
             match cfg.get(k) {
                 None | Some(Json::Null) => Ok(d),
-                Some(v) => v.as_f64().ok_or_else(|| err(format!("{k} is not a number"))),
+                Some(v) => v
+                    .as_f64()
+                    .ok_or_else(|| err(format!("{k} is not a number"))),
             }
         };
         if let Some(rs) = cfg.get("rope_scaling").filter(|v| !v.is_null()) {
@@ -157,12 +159,24 @@ impl HfConfig {
         let k = |s: &str| format!("{a}.{s}");
         let mut v = vec![
             ("general.architecture".into(), Value::String(a.into())),
-            (k("context_length"), Value::U32(self.max_position_embeddings as u32)),
+            (
+                k("context_length"),
+                Value::U32(self.max_position_embeddings as u32),
+            ),
             (k("embedding_length"), Value::U32(self.hidden_size as u32)),
             (k("block_count"), Value::U32(self.num_hidden_layers as u32)),
-            (k("feed_forward_length"), Value::U32(self.intermediate_size as u32)),
-            (k("attention.head_count"), Value::U32(self.num_attention_heads as u32)),
-            (k("attention.head_count_kv"), Value::U32(self.num_key_value_heads as u32)),
+            (
+                k("feed_forward_length"),
+                Value::U32(self.intermediate_size as u32),
+            ),
+            (
+                k("attention.head_count"),
+                Value::U32(self.num_attention_heads as u32),
+            ),
+            (
+                k("attention.head_count_kv"),
+                Value::U32(self.num_key_value_heads as u32),
+            ),
             (k("rope.freq_base"), Value::F32(self.rope_theta as f32)),
             (
                 k("attention.layer_norm_rms_epsilon"),
@@ -171,7 +185,9 @@ impl HfConfig {
         ];
         if a == "llama" {
             v.push((k("vocab_size"), Value::U32(self.vocab_size as u32)));
-            let hd = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads);
+            let hd = self
+                .head_dim
+                .unwrap_or(self.hidden_size / self.num_attention_heads);
             v.push((k("rope.dimension_count"), Value::U32(hd as u32)));
         }
         if let Some(hd) = self.head_dim {

@@ -16,8 +16,8 @@ use apr_core::GgmlType;
 
 use crate::gguf::{Backing, Gguf, TensorInfo, Value};
 use crate::hf_config::{read_json, HfConfig, HfError, Result, CONFIG_FILE, GENERATION_CONFIG_FILE};
-use crate::provenance::HISTORY_KEY;
 use crate::hf_names::{hf_to_gguf, is_ignored, permute_rows, rope_permute_heads};
+use crate::provenance::HISTORY_KEY;
 use crate::safetensors::{checkpoint_files, dtype_to_ggml, SafetensorsFile};
 
 /// Alignment of converted tensors inside the owned source.
@@ -117,7 +117,7 @@ pub fn open_hf_dir(dir: &Path) -> Result<Gguf> {
             let info = match heads {
                 Some(h) => {
                     let rows = *t.shape.first().unwrap_or(&1) as usize;
-                    if h == 0 || rows % h != 0 || (rows / h) % 2 != 0 {
+                    if h == 0 || !rows.is_multiple_of(h) || !(rows / h).is_multiple_of(2) {
                         return Err(terr(format!("{rows} rows do not split into {h} heads")));
                     }
                     let row_bytes = (n_bytes as usize) / rows;

@@ -14,12 +14,30 @@ pub const NAME_MAP: &[(&str, &str)] = &[
         "model.layers.{}.input_layernorm.weight",
         "blk.{}.attn_norm.weight",
     ),
-    ("model.layers.{}.self_attn.q_proj.weight", "blk.{}.attn_q.weight"),
-    ("model.layers.{}.self_attn.q_proj.bias", "blk.{}.attn_q.bias"),
-    ("model.layers.{}.self_attn.k_proj.weight", "blk.{}.attn_k.weight"),
-    ("model.layers.{}.self_attn.k_proj.bias", "blk.{}.attn_k.bias"),
-    ("model.layers.{}.self_attn.v_proj.weight", "blk.{}.attn_v.weight"),
-    ("model.layers.{}.self_attn.v_proj.bias", "blk.{}.attn_v.bias"),
+    (
+        "model.layers.{}.self_attn.q_proj.weight",
+        "blk.{}.attn_q.weight",
+    ),
+    (
+        "model.layers.{}.self_attn.q_proj.bias",
+        "blk.{}.attn_q.bias",
+    ),
+    (
+        "model.layers.{}.self_attn.k_proj.weight",
+        "blk.{}.attn_k.weight",
+    ),
+    (
+        "model.layers.{}.self_attn.k_proj.bias",
+        "blk.{}.attn_k.bias",
+    ),
+    (
+        "model.layers.{}.self_attn.v_proj.weight",
+        "blk.{}.attn_v.weight",
+    ),
+    (
+        "model.layers.{}.self_attn.v_proj.bias",
+        "blk.{}.attn_v.bias",
+    ),
     (
         "model.layers.{}.self_attn.o_proj.weight",
         "blk.{}.attn_output.weight",
@@ -28,9 +46,15 @@ pub const NAME_MAP: &[(&str, &str)] = &[
         "model.layers.{}.post_attention_layernorm.weight",
         "blk.{}.ffn_norm.weight",
     ),
-    ("model.layers.{}.mlp.gate_proj.weight", "blk.{}.ffn_gate.weight"),
+    (
+        "model.layers.{}.mlp.gate_proj.weight",
+        "blk.{}.ffn_gate.weight",
+    ),
     ("model.layers.{}.mlp.up_proj.weight", "blk.{}.ffn_up.weight"),
-    ("model.layers.{}.mlp.down_proj.weight", "blk.{}.ffn_down.weight"),
+    (
+        "model.layers.{}.mlp.down_proj.weight",
+        "blk.{}.ffn_down.weight",
+    ),
 ];
 
 /// HF tensors that carry no weights of their own (rotary caches some checkpoints save).
@@ -122,7 +146,10 @@ mod tests {
                 "blk.17.attn_q.weight",
             ),
             ("model.layers.0.self_attn.k_proj.bias", "blk.0.attn_k.bias"),
-            ("model.layers.3.mlp.down_proj.weight", "blk.3.ffn_down.weight"),
+            (
+                "model.layers.3.mlp.down_proj.weight",
+                "blk.3.ffn_down.weight",
+            ),
             (
                 "model.layers.23.post_attention_layernorm.weight",
                 "blk.23.ffn_norm.weight",

@@ -116,8 +116,14 @@ pub fn gguf_kv(
         ("tokenizer.ggml.merges".into(), Value::Array(merges)),
     ];
     let ids = [
-        ("bos_token_id", id_of("bos_token").map(u64::from).or(cfg_bos)),
-        ("eos_token_id", id_of("eos_token").map(u64::from).or(cfg_eos)),
+        (
+            "bos_token_id",
+            id_of("bos_token").map(u64::from).or(cfg_bos),
+        ),
+        (
+            "eos_token_id",
+            id_of("eos_token").map(u64::from).or(cfg_eos),
+        ),
         ("padding_token_id", id_of("pad_token").map(u64::from)),
     ];
     for (k, id) in ids {
@@ -140,7 +146,9 @@ fn chat_template(tcfg: &Json, dir: &Path) -> Result<Option<String>> {
     match tcfg.get("chat_template") {
         Some(Json::String(s)) => return Ok(Some(s.clone())),
         Some(Json::Array(list)) => {
-            let def = list.iter().find(|t| t.get("name") == Some(&json!("default")));
+            let def = list
+                .iter()
+                .find(|t| t.get("name") == Some(&json!("default")));
             if let Some(t) = def.and_then(|t| t.get("template")).and_then(Json::as_str) {
                 return Ok(Some(t.to_string()));
             }
@@ -164,7 +172,10 @@ fn pre_name(tok: &tokenizers::Tokenizer, path: &Path) -> Result<&'static str> {
         if v.get("type").and_then(Json::as_str) == Some("Split") {
             return v.get("pattern")?.get("Regex")?.as_str();
         }
-        v.get("pretokenizers")?.as_array()?.iter().find_map(find_regex)
+        v.get("pretokenizers")?
+            .as_array()?
+            .iter()
+            .find_map(find_regex)
     }
     if let Some(re) = find_regex(&pre) {
         return pre_of_regex(re).ok_or_else(|| {
@@ -175,8 +186,9 @@ fn pre_name(tok: &tokenizers::Tokenizer, path: &Path) -> Result<&'static str> {
         });
     }
     if pre.get("type").and_then(Json::as_str) == Some("ByteLevel") {
-        return Ok(pre_of_regex(pre_split("gpt-2").expect("in the registry").0)
-            .expect("in the registry"));
+        return Ok(
+            pre_of_regex(pre_split("gpt-2").expect("in the registry").0).expect("in the registry")
+        );
     }
     Err(HfError::Unsupported(format!(
         "{}: pre-tokenizer {pre} is not a byte-level BPE split we know",
@@ -206,8 +218,8 @@ pub fn to_hf(g: &Gguf) -> Result<(Json, Json)> {
         Some(_) => g.get_str("tokenizer.ggml.pre")?,
         None => "gpt-2",
     };
-    let (regex, ignore_merges) = pre_split(pre)
-        .ok_or_else(|| HfError::Unsupported(format!("pre-tokenizer {pre:?}")))?;
+    let (regex, ignore_merges) =
+        pre_split(pre).ok_or_else(|| HfError::Unsupported(format!("pre-tokenizer {pre:?}")))?;
     let tokens = g.get_str_array("tokenizer.ggml.tokens")?;
     let types: Vec<TokenType> = match g.get("tokenizer.ggml.token_type") {
         Some(_) => g

@@ -134,10 +134,7 @@ impl SafetensorsFile {
 
 /// Parses and validates a header: JSON object, known dtypes, shape x dtype size = byte length,
 /// ranges inside the file and not overlapping.
-pub fn parse_header(
-    buf: &[u8],
-    path: &Path,
-) -> Result<(Vec<StTensor>, BTreeMap<String, String>)> {
+pub fn parse_header(buf: &[u8], path: &Path) -> Result<(Vec<StTensor>, BTreeMap<String, String>)> {
     let herr = |msg: String| SafetensorsError::Header {
         path: path.to_path_buf(),
         msg,
@@ -150,7 +147,9 @@ pub fn parse_header(
     }
     let n = u64::from_le_bytes(buf[..PREFIX_BYTES].try_into().expect("8 bytes"));
     if n > MAX_HEADER_BYTES {
-        return Err(herr(format!("header length {n} exceeds {MAX_HEADER_BYTES}")));
+        return Err(herr(format!(
+            "header length {n} exceeds {MAX_HEADER_BYTES}"
+        )));
     }
     let data_start = PREFIX_BYTES + n as usize;
     if data_start > buf.len() {
@@ -401,7 +400,12 @@ impl SafetensorsWriter {
         }
         header.insert(METADATA_KEY.into(), serde_json::Value::Object(meta));
         let mut off = 0usize;
-        for (s, _) in self.specs.iter().zip(&self.shard_of).filter(|(_, &k)| k == i) {
+        for (s, _) in self
+            .specs
+            .iter()
+            .zip(&self.shard_of)
+            .filter(|(_, &k)| k == i)
+        {
             let n = s.n_bytes();
             header.insert(
                 s.name.clone(),
@@ -472,7 +476,10 @@ impl SafetensorsWriter {
                 data.len()
             )));
         }
-        let out = self.out.as_mut().expect("a shard is open while tensors remain");
+        let out = self
+            .out
+            .as_mut()
+            .expect("a shard is open while tensors remain");
         out.write_all(data).map_err(|source| SafetensorsError::Io {
             path: out.dest().to_path_buf(),
             source,

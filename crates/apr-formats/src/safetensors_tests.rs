@@ -41,7 +41,11 @@ fn malformed_headers_are_errors() {
             u64::MAX.to_le_bytes().to_vec(),
             "header length",
         ),
-        ("truncated header", image("{}", 0)[..9].to_vec(), "runs past"),
+        (
+            "truncated header",
+            image("{}", 0)[..9].to_vec(),
+            "runs past",
+        ),
         ("bad json", image("{\"a\":", 0), "not JSON"),
         ("not an object", image("[1,2]", 0), "not a JSON object"),
         (

@@ -13,8 +13,8 @@ use apr_formats::Gguf;
 use half::f16;
 
 use crate::arch::RopeStyle;
-use crate::linear::SyncPtr;
 use crate::kv_cache::KvType;
+use crate::linear::SyncPtr;
 use crate::{Config, KvCache, Linear, ModelError, Result};
 
 /// Query batches at least this large take the f32 attention path (ggml's FA tile height).

@@ -9,7 +9,7 @@ use apr_core::quant::{self, GgmlType, QK};
 use apr_formats::gguf::{Gguf, TensorInfo, Value};
 use apr_formats::hf_names::{gguf_to_hf, permute_rows, rope_permute_heads};
 use apr_formats::provenance::{without_apr_keys, Provenance, HISTORY_KEY};
-use apr_formats::safetensors::{StSpec, SafetensorsWriter};
+use apr_formats::safetensors::{SafetensorsWriter, StSpec};
 use apr_formats::{GgufWriter, HfConfig, TensorSpec};
 
 /// transformers' default `max_shard_size` (5 GB).
@@ -120,7 +120,7 @@ fn tensor_type(t: &TensorInfo, want: GgmlType) -> GgmlType {
     if t.dims.len() < 2 {
         return GgmlType::F32;
     }
-    if want == GgmlType::Q8_0 && t.dims[0] as usize % QK != 0 {
+    if want == GgmlType::Q8_0 && !(t.dims[0] as usize).is_multiple_of(QK) {
         return GgmlType::F16;
     }
     want
@@ -231,7 +231,11 @@ pub fn write_hf(
         if cfg.arch == "llama" {
             if let Some(h) = rope_permute_heads(&t.name, n_head, n_kv) {
                 // A bias permutes element by element, a weight row by row.
-                let rows = if t.dims.len() == 1 { row } else { x.len() / row.max(1) };
+                let rows = if t.dims.len() == 1 {
+                    row
+                } else {
+                    x.len() / row.max(1)
+                };
                 enc = permute_rows(&enc, h, enc.len() / rows.max(1), true);
             }
         }

@@ -30,10 +30,14 @@ fn tmp(tag: &str) -> PathBuf {
 
 /// Deterministic values in [-0.5, 0.5) (an LCG; no zeros pattern).
 fn values(n: u64, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         })
         .collect()
@@ -57,7 +61,10 @@ fn llama_gguf() -> Vec<u8> {
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
         ("tokenizer.ggml.pre", Value::String("llama-bpe".into())),
-        ("tokenizer.ggml.tokens", strs(&["a", "b", "ab", "Ġ", "Ġab", "<s>"])),
+        (
+            "tokenizer.ggml.tokens",
+            strs(&["a", "b", "ab", "Ġ", "Ġab", "<s>"]),
+        ),
         (
             "tokenizer.ggml.token_type",
             Value::Array([1, 1, 1, 1, 1, 3].into_iter().map(Value::I32).collect()),
@@ -120,7 +127,10 @@ fn llama_export_import_roundtrip() {
     // q rows in HF order: GGUF row h*d + 2i + j is HF row h*d + j*d/2 + i.
     let files = checkpoint_files(&dir).unwrap();
     let st = SafetensorsFile::open(&files[0]).unwrap();
-    let q = st.tensors.iter().find(|t| t.name == "model.layers.0.self_attn.q_proj.weight");
+    let q = st
+        .tensors
+        .iter()
+        .find(|t| t.name == "model.layers.0.self_attn.q_proj.weight");
     let q = st.data(q.unwrap());
     let gq = src.tensor_data(src.tensor_info("blk.0.attn_q.weight").unwrap());
     let row = (HIDDEN * 4) as usize;
@@ -182,7 +192,11 @@ fn bad_types_and_formats_are_errors() {
         shard_bytes: 1 << 30,
     };
     let out = work.join("x");
-    for (f, t) in [("safetensors", "q4_k"), ("onnx", "f32"), ("safetensors", "q8_0")] {
+    for (f, t) in [
+        ("safetensors", "q4_k"),
+        ("onnx", "f32"),
+        ("safetensors", "q8_0"),
+    ] {
         assert!(apr_ops::export::export(&src_path, &out, &o(f, t), &prov).is_err());
     }
     assert!(apr_ops::import::import(&work, &work.join("y.gguf"), "f16", &prov).is_err());

@@ -50,7 +50,10 @@ pub fn run(a: Args) -> Result<()> {
     if a.json {
         print_json(&serde_json::to_value(&r)?)?;
     } else {
-        eprintln!("wrote {} ({} tensors, {} bytes)", r.output, r.tensors, r.bytes);
+        eprintln!(
+            "wrote {} ({} tensors, {} bytes)",
+            r.output, r.tensors, r.bytes
+        );
     }
     Ok(())
 }

@@ -39,7 +39,8 @@ fn value_json(v: &Value) -> serde_json::Value {
 
 pub fn run(a: Args) -> Result<()> {
     let path = apr_engine::resolve_model(&a.model)?;
-    let g = apr_formats::open_model(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let g = apr_formats::open_model(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let cfg = Config::from_gguf(&g);
     let n_params: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
     let mut mix: BTreeMap<String, (usize, u64)> = BTreeMap::new();
