@@ -20,6 +20,8 @@ const KV_HEADS: u64 = 1;
 const HEAD_DIM: u64 = 8;
 const FFN: u64 = 16;
 const VOCAB: u64 = 6;
+/// Shard limit of the export: several shards for this model.
+const SHARD_BYTES: usize = 2048;
 
 fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("apr-llama-{tag}-{}", std::process::id()));
@@ -122,16 +124,28 @@ fn llama_export_import_roundtrip() {
     let prov = Provenance::of("test".into(), &src_path, "0").unwrap();
     let src = Gguf::open(&src_path).unwrap();
     let dir = work.join("hf");
-    apr_ops::convert::write_hf(&src, &dir, GgmlType::F32, 1 << 30, &prov).unwrap();
+    // Small shards: the directory is read back through its index.
+    apr_ops::convert::write_hf(&src, &dir, GgmlType::F32, SHARD_BYTES, &prov).unwrap();
+    assert!(dir.join("model.safetensors.index.json").is_file());
 
     // q rows in HF order: GGUF row h*d + 2i + j is HF row h*d + j*d/2 + i.
     let files = checkpoint_files(&dir).unwrap();
-    let st = SafetensorsFile::open(&files[0]).unwrap();
-    let q = st
-        .tensors
+    assert!(files.len() > 2, "{files:?}");
+    let shards: Vec<SafetensorsFile> = files
         .iter()
-        .find(|t| t.name == "model.layers.0.self_attn.q_proj.weight");
-    let q = st.data(q.unwrap());
+        .map(|f| SafetensorsFile::open(f).unwrap())
+        .collect();
+    let (st, q) = shards
+        .iter()
+        .find_map(|st| {
+            let t = st
+                .tensors
+                .iter()
+                .find(|t| t.name == "model.layers.0.self_attn.q_proj.weight");
+            t.map(|t| (st, t))
+        })
+        .unwrap();
+    let q = st.data(q);
     let gq = src.tensor_data(src.tensor_info("blk.0.attn_q.weight").unwrap());
     let row = (HIDDEN * 4) as usize;
     let (d, half) = (HEAD_DIM as usize, HEAD_DIM as usize / 2);

@@ -82,6 +82,7 @@ pub fn run(a: Args) -> Result<()> {
     let out = json!({
         "file": path.display().to_string(),
         "gguf_version": g.version,
+        "hf_dir": apr_formats::is_hf_dir(&path),
         "bytes": g.total_bytes(),
         "architecture": arch,
         "parameters": n_params,
@@ -95,9 +96,13 @@ pub fn run(a: Args) -> Result<()> {
         return print_json(&out);
     }
     println!("file         {}", path.display());
+    let format = if apr_formats::is_hf_dir(&path) {
+        "hf dir      ".to_string()
+    } else {
+        format!("gguf         v{}", g.version)
+    };
     println!(
-        "gguf         v{} ({} bytes, {} tensors, {} metadata keys)",
-        g.version,
+        "{format} ({} bytes, {} tensors, {} metadata keys)",
         g.total_bytes(),
         g.tensors.len(),
         g.metadata.len()
