@@ -12,11 +12,19 @@ pub const RANDOM_SEED: u64 = u64::MAX;
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// GGUF file, or a model name in the cache ($APR_MODELS_DIR, default ~/.cache/apr/models)
+    /// GGUF file, Hugging Face directory (config.json + safetensors), or a model name in the
+    /// cache ($APR_MODELS_DIR, default ~/.cache/apr/models)
     pub model: String,
     /// Threads (default: all cores)
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
+    /// KV cache element type: f16 (llama.cpp's default) or f32 (f32 end to end, for parity)
+    #[arg(long, default_value = "f16", value_parser = parse_kv_type)]
+    pub kv_type: apr_models::KvType,
+}
+
+fn parse_kv_type(s: &str) -> std::result::Result<apr_models::KvType, String> {
+    apr_models::KvType::from_name(s).ok_or_else(|| format!("{s:?} is not f16 or f32"))
 }
 
 impl ModelArgs {
@@ -41,8 +49,9 @@ impl ModelArgs {
                 .context("APR_KERNEL is set to a kernel family this machine cannot run")?;
         }
         let t = std::time::Instant::now();
-        let e = Engine::load(&path, self.threads())
+        let mut e = Engine::load(&path, self.threads())
             .with_context(|| format!("cannot load model {}", path.display()))?;
+        e.kv_type = self.kv_type;
         eprintln!(
             "loaded {} ({} layers, {} threads, kernel {}) in {:.2}s",
             path.display(),

@@ -39,6 +39,10 @@ enum Command {
     Imatrix(cmd::imatrix::Args),
     /// Quantize a GGUF to one of llama.cpp's file types (bit-compatible with llama-quantize)
     Quantize(cmd::quantize::Args),
+    /// A Hugging Face directory (config.json, safetensors, tokenizer.json) as a GGUF file
+    Import(cmd::import::Args),
+    /// A model as a Hugging Face directory (--format safetensors) or a re-typed GGUF file
+    Export(cmd::export::Args),
     /// Evaluations
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
@@ -63,6 +67,8 @@ fn main() {
         Command::Merge(a) => cmd::merge::run(a),
         Command::Imatrix(a) => cmd::imatrix::run(a),
         Command::Quantize(a) => cmd::quantize::run(a),
+        Command::Import(a) => cmd::import::run(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Eval(c) => cmd::eval::run(c),
     };
     if let Err(e) = result {

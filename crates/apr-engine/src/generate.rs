@@ -9,7 +9,7 @@ use apr_core::pool::ThreadPool;
 use apr_formats::chat_template::{ChatTemplate, Message};
 use apr_formats::tokenizer::Tokenizer;
 use apr_formats::Gguf;
-use apr_models::{KvCache, Model, Scratch};
+use apr_models::{KvCache, KvType, Model, Scratch};
 
 use crate::sampling::{Sampler, SamplerConfig};
 use crate::{EngineError, Result};
@@ -26,11 +26,14 @@ pub struct Engine {
     pub template: Option<ChatTemplate>,
     pub pool: ThreadPool,
     pub file: Arc<Gguf>,
+    /// Element type of the sessions' KV caches (f16 unless the caller asks for f32).
+    pub kv_type: KvType,
 }
 
 impl Engine {
+    /// Loads a GGUF file or a Hugging Face directory (config.json + safetensors).
     pub fn load(path: &Path, threads: usize) -> Result<Self> {
-        let file = Arc::new(Gguf::open(path)?);
+        let file = Arc::new(apr_formats::open_model(path)?);
         let model = Model::from_gguf(file.clone())?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let template = match file.get("tokenizer.chat_template") {
@@ -43,6 +46,7 @@ impl Engine {
             template,
             pool: ThreadPool::new(threads),
             file,
+            kv_type: KvType::F16,
         })
     }
 
@@ -51,7 +55,7 @@ impl Engine {
         let ctx = ctx.min(self.model.cfg.ctx_train).max(1);
         Session {
             engine: self,
-            cache: KvCache::new(&self.model.cfg, ctx),
+            cache: KvCache::with_type(&self.model.cfg, ctx, self.kv_type),
             scratch: Scratch::default(),
             tokens: Vec::new(),
         }
@@ -193,6 +197,34 @@ impl Session<'_> {
             start = end;
         }
         Ok(&self.scratch.logits)
+    }
+
+    /// The logits after every position of `ids`, `[ids.len(), n_vocab]`, from an empty cache
+    /// (`apr run --logits-out`).
+    pub fn prompt_logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if ids.len() > self.ctx() {
+            return Err(EngineError::PromptTooLong {
+                n: ids.len(),
+                ctx: self.ctx(),
+            });
+        }
+        self.tokens.clear();
+        let mut out = Vec::with_capacity(ids.len() * self.engine.model.cfg.n_vocab);
+        let mut start = 0;
+        while start < ids.len() {
+            let end = (start + PREFILL_BATCH).min(ids.len());
+            let e = self.engine;
+            let batch = &ids[start..end];
+            e.model
+                .forward(&e.pool, &mut self.cache, &mut self.scratch, batch, start, 0)?;
+            out.extend_from_slice(&self.scratch.logits);
+            self.tokens.extend_from_slice(batch);
+            start = end;
+        }
+        Ok(out)
     }
 
     /// Append one token and return the logits after it.

@@ -14,6 +14,8 @@ pub enum EngineError {
     #[error(transparent)]
     Gguf(#[from] apr_formats::GgufError),
     #[error(transparent)]
+    Hf(#[from] apr_formats::HfError),
+    #[error(transparent)]
     Model(#[from] apr_models::ModelError),
     #[error(transparent)]
     Tokenizer(#[from] apr_formats::tokenizer::TokenizerError),

@@ -146,7 +146,7 @@ pub fn bench(
         threads: engine.pool.n_threads(),
         kernel: apr_core::quant::kernel_name().to_string(),
         reps,
-        model_bytes: engine.file.raw_bytes().len() as u64,
+        model_bytes: engine.file.total_bytes() as u64,
         decode_weight_bytes,
         read_gbs,
         decode_bw_frac,

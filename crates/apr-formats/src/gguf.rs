@@ -161,6 +161,9 @@ pub struct TensorInfo {
     /// Offset of the data from the start of the file.
     pub offset: u64,
     pub n_bytes: u64,
+    /// Which byte source holds the data: 0 for a GGUF file; a model image built from an HF
+    /// directory has one per safetensors shard and one for converted tensors.
+    pub source: usize,
 }
 
 impl TensorInfo {
@@ -169,20 +172,22 @@ impl TensorInfo {
     }
 }
 
-/// Where the bytes come from: a memory map of a file, or an owned buffer (tests, fuzzing).
-enum Backing {
+/// Where the bytes come from: a memory map of a file, or an owned buffer (tests, fuzzing,
+/// tensors converted at load).
+pub(crate) enum Backing {
     Mmap(Mmap),
     Owned(Vec<u8>),
 }
 
-/// An opened GGUF file.
+/// An opened GGUF file, or a model image in the same shape: metadata key-values and a tensor
+/// table over byte sources (an HF directory opens as one, see [`crate::hf_dir`]).
 pub struct Gguf {
     pub version: u32,
     pub metadata: BTreeMap<String, Value>,
     pub tensors: Vec<TensorInfo>,
     pub alignment: u64,
     pub data_offset: u64,
-    backing: Backing,
+    backings: Vec<Backing>,
 }
 
 impl std::fmt::Debug for Gguf {
@@ -403,6 +408,7 @@ impl Gguf {
                 dtype,
                 offset,
                 n_bytes,
+                source: 0,
             });
         }
         let data_offset = (r.pos as u64).div_ceil(alignment) * alignment;
@@ -439,21 +445,50 @@ impl Gguf {
             tensors,
             alignment,
             data_offset,
-            backing,
+            backings: vec![backing],
         })
     }
 
-    /// The bytes are a memory map of the file (not an owned image).
-    pub fn is_mapped(&self) -> bool {
-        matches!(self.backing, Backing::Mmap(_))
+    /// A model image from parts: tensors' `offset`/`source` point into `backings`.
+    pub(crate) fn from_parts(
+        metadata: BTreeMap<String, Value>,
+        tensors: Vec<TensorInfo>,
+        backings: Vec<Backing>,
+    ) -> Self {
+        Gguf {
+            version: 3,
+            metadata,
+            tensors,
+            alignment: DEFAULT_ALIGNMENT,
+            data_offset: 0,
+            backings,
+        }
     }
 
-    /// The whole file image.
+    /// The bytes of the first source: the whole file image of a GGUF file.
     pub fn raw_bytes(&self) -> &[u8] {
-        match &self.backing {
-            Backing::Mmap(m) => m,
-            Backing::Owned(v) => v,
+        self.source_bytes(0)
+    }
+
+    /// Tensor `t`'s bytes are a memory map of a file (not an owned image).
+    pub fn is_mapped_tensor(&self, t: &TensorInfo) -> bool {
+        matches!(self.backings.get(t.source), Some(Backing::Mmap(_)))
+    }
+
+    /// The bytes of one source (see [`TensorInfo::source`]).
+    pub fn source_bytes(&self, source: usize) -> &[u8] {
+        match self.backings.get(source) {
+            Some(Backing::Mmap(m)) => m,
+            Some(Backing::Owned(v)) => v,
+            None => &[],
         }
+    }
+
+    /// Bytes of every source together (the file size of a GGUF file).
+    pub fn total_bytes(&self) -> usize {
+        (0..self.backings.len())
+            .map(|i| self.source_bytes(i).len())
+            .sum()
     }
 
     pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
@@ -462,7 +497,7 @@ impl Gguf {
 
     /// The raw bytes of a tensor (bounds were checked at open).
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
-        &self.raw_bytes()[info.offset as usize..(info.offset + info.n_bytes) as usize]
+        &self.source_bytes(info.source)[info.offset as usize..(info.offset + info.n_bytes) as usize]
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

@@ -29,7 +29,7 @@ impl Gguf {
     /// Drops tensor `t`'s pages from the resident set (see the module docs). Only for files
     /// opened with [`Gguf::open`] (mapped); an in-memory image is left alone.
     pub fn release(&self, t: &TensorInfo) {
-        if self.is_mapped() {
+        if self.is_mapped_tensor(t) {
             release_mapped(self.tensor_data(t));
         }
     }

@@ -73,18 +73,34 @@ const PRE_TYPES: &[PreType] = &[
         add_bos: false,
     },
     PreType {
-        names: &["llama3", "llama-v3", "llama-bpe", "falcon3"],
+        names: &["llama-bpe", "llama3", "llama-v3", "falcon3"],
         regex: RE_LLAMA3,
         ignore_merges: true,
         add_bos: true,
     },
     PreType {
-        names: &["default", "gpt2", "gpt-2"],
+        names: &["gpt-2", "default", "gpt2"],
         regex: RE_GPT2,
         ignore_merges: false,
         add_bos: false,
     },
 ];
+
+/// The split regex and `ignore_merges` of a `tokenizer.ggml.pre` name (HF export).
+pub fn pre_split(name: &str) -> Option<(&'static str, bool)> {
+    PRE_TYPES
+        .iter()
+        .find(|p| p.names.contains(&name))
+        .map(|p| (p.regex, p.ignore_merges))
+}
+
+/// The `tokenizer.ggml.pre` name of a split regex (HF import): the first name of its family.
+pub fn pre_of_regex(regex: &str) -> Option<&'static str> {
+    PRE_TYPES
+        .iter()
+        .find(|p| p.regex == regex)
+        .map(|p| p.names[0])
+}
 
 /// GGUF token types (llama.cpp `llama_token_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +115,7 @@ pub enum TokenType {
 }
 
 impl TokenType {
-    fn from_gguf(v: i64) -> Self {
+    pub fn from_gguf(v: i64) -> Self {
         match v {
             1 => TokenType::Normal,
             2 => TokenType::Unknown,

@@ -10,7 +10,7 @@ pub mod transformer;
 pub use act_stats::{ActEntry, ActivationStats};
 pub use arch::{ArchSpec, RopeStyle, ARCHITECTURES};
 pub use config::Config;
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvType};
 pub use linear::Linear;
 pub use transformer::{Model, Scratch};
 

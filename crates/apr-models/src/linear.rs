@@ -27,6 +27,8 @@ const GEMM_MIN_TOKENS: usize = 16;
 pub enum WeightData {
     Mapped {
         file: Arc<Gguf>,
+        /// The file's byte source holding the tensor ([`TensorInfo::source`]).
+        source: usize,
         offset: usize,
         len: usize,
     },
@@ -36,10 +38,12 @@ pub enum WeightData {
 impl WeightData {
     pub fn bytes(&self) -> &[u8] {
         match self {
-            WeightData::Mapped { file, offset, len } => {
-                let info_bytes = file.raw_bytes();
-                &info_bytes[*offset..*offset + *len]
-            }
+            WeightData::Mapped {
+                file,
+                source,
+                offset,
+                len,
+            } => &file.source_bytes(*source)[*offset..*offset + *len],
             WeightData::Owned(v) => v,
         }
     }
@@ -94,6 +98,7 @@ impl Linear {
         }
         let data = WeightData::Mapped {
             file: file.clone(),
+            source: info.source,
             offset: info.offset as usize,
             len: info.n_bytes as usize,
         };

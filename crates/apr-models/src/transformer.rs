@@ -1,6 +1,7 @@
 //! The decoder shared by qwen2 and llama: RMSNorm, GQA attention with RoPE over the KV cache,
 //! SwiGLU MLP, over a batch of one sequence or of one new token from each of several sequences.
-//! Numerics follow ggml's CPU path (f16 KV cache, f16 attention operands).
+//! Numerics follow ggml's CPU path (f16 KV cache, f16 attention operands); an f32 cache runs
+//! attention in f32 throughout.
 //! Reference: llama.cpp src/models/qwen2.cpp and llama.cpp, HF modeling_qwen2.py.
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use apr_formats::Gguf;
 use half::f16;
 
 use crate::arch::RopeStyle;
+use crate::kv_cache::KvType;
 use crate::linear::SyncPtr;
 use crate::{ActivationStats, Config, KvCache, Linear, ModelError, Result};
 
@@ -466,6 +468,11 @@ fn store_kv(
             let base = cache.head_offset(layer, h);
             let src = t * kvd + h * hd..t * kvd + (h + 1) * hd;
             let dst = base + p * hd..base + (p + 1) * hd;
+            if cache.ty == KvType::F32 {
+                cache.k32[dst.clone()].copy_from_slice(&k[src.clone()]);
+                cache.v32[dst].copy_from_slice(&v[src]);
+                continue;
+            }
             for (o, &x) in cache.k[dst.clone()].iter_mut().zip(&k[src.clone()]) {
                 *o = f16::from_f32(x);
             }
@@ -501,7 +508,9 @@ fn attention(
     let att = SyncPtr(s.att.as_mut_ptr());
     let att16 = SyncPtr(s.att16.as_mut_ptr());
     let q16 = SyncPtr(s.q16.as_mut_ptr());
-    let f32_path = rows.rows_per_seq() >= F32_ATTENTION_MIN_BATCH;
+    // An f32 cache always takes the f32 path: f32 end to end.
+    let f32_path = rows.rows_per_seq() >= F32_ATTENTION_MIN_BATCH
+        || caches.iter().any(|c| c.ty == KvType::F32);
     // Start of the f32 copy of one (sequence, kv head): [seq][kv_head][ctx][hd].
     let f32_base = |seq: usize, kvh: usize| (seq * cfg.n_kv_head + kvh) * ctx * hd;
     if f32_path {
@@ -524,8 +533,13 @@ fn attention(
                             std::slice::from_raw_parts_mut(vp.get().add(o), b - a),
                         )
                     };
-                    f16_to_f32(&cache.k[base + a..base + b], dk);
-                    f16_to_f32(&cache.v[base + a..base + b], dv);
+                    if cache.ty == KvType::F32 {
+                        dk.copy_from_slice(&cache.k32[base + a..base + b]);
+                        dv.copy_from_slice(&cache.v32[base + a..base + b]);
+                    } else {
+                        f16_to_f32(&cache.k[base + a..base + b], dk);
+                        f16_to_f32(&cache.v[base + a..base + b], dv);
+                    }
                 }
             }
         });

@@ -3,11 +3,13 @@
 
 pub mod calibrate;
 pub mod check;
+pub mod convert;
+pub mod export;
 pub mod imatrix;
+pub mod import;
 pub mod merge;
 pub mod mix;
 pub mod quantize;
-
 pub use imatrix::{Imatrix, ImatrixEntry, ImatrixError};
 pub use mix::FileType;
 pub use quantize::{quantize_file, QuantizeError, QuantizeOptions, QuantizeReport, TensorDone};

@@ -141,6 +141,7 @@ fn code(bench: Benchmark, a: CodeArgs) -> Result<()> {
         (Some(m), None) => Some(ModelArgs {
             model: m.clone(),
             threads: a.threads,
+            kv_type: Default::default(),
         }),
         (None, Some(_)) => None,
         (Some(_), Some(_)) => bail!("give a model or --samples, not both"),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use apr_formats::tokenizer::Tokenizer;
-use apr_formats::{Gguf, Value};
+use apr_formats::Value;
 use apr_models::Config;
 use serde_json::json;
 
@@ -39,7 +39,8 @@ fn value_json(v: &Value) -> serde_json::Value {
 
 pub fn run(a: Args) -> Result<()> {
     let path = apr_engine::resolve_model(&a.model)?;
-    let g = Gguf::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let g = apr_formats::open_model(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let cfg = Config::from_gguf(&g);
     let n_params: u64 = g.tensors.iter().map(|t| t.n_elements()).sum();
     let mut mix: BTreeMap<String, (usize, u64)> = BTreeMap::new();
@@ -81,7 +82,8 @@ pub fn run(a: Args) -> Result<()> {
     let out = json!({
         "file": path.display().to_string(),
         "gguf_version": g.version,
-        "bytes": g.raw_bytes().len(),
+        "hf_dir": apr_formats::is_hf_dir(&path),
+        "bytes": g.total_bytes(),
         "architecture": arch,
         "parameters": n_params,
         "quant_mix": mix.iter().map(|(k, (n, b))| (k.clone(), json!({"tensors": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
@@ -94,10 +96,14 @@ pub fn run(a: Args) -> Result<()> {
         return print_json(&out);
     }
     println!("file         {}", path.display());
+    let format = if apr_formats::is_hf_dir(&path) {
+        "hf dir      ".to_string()
+    } else {
+        format!("gguf         v{}", g.version)
+    };
     println!(
-        "gguf         v{} ({} bytes, {} tensors, {} metadata keys)",
-        g.version,
-        g.raw_bytes().len(),
+        "{format} ({} bytes, {} tensors, {} metadata keys)",
+        g.total_bytes(),
         g.tensors.len(),
         g.metadata.len()
     );

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use apr_formats::chat_template::Message;
 
 use crate::common::{print_json, ModelArgs, SamplingArgs};
@@ -25,6 +25,10 @@ pub struct Args {
     /// Print one JSON object with text, tokens, prompt_tokens, tok_s, stop
     #[arg(long)]
     pub json: bool,
+    /// Write the logits after every prompt position to FILE (little-endian f32,
+    /// `[prompt_tokens, n_vocab]` row-major) before generating; --json then adds prompt_ids
+    #[arg(long, value_name = "FILE")]
+    pub logits_out: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -43,6 +47,12 @@ pub fn run(a: Args) -> Result<()> {
     // BOS comes from encode() when the model asks for it.
     let ids = engine.tokenizer.encode(&text)?;
     let mut session = engine.session(a.sampling.ctx);
+    if let Some(p) = &a.logits_out {
+        let logits = session.prompt_logits(&ids)?;
+        let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+        apr_formats::write_atomic(p, &bytes)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
     let opts = a.sampling.gen_options();
     let json = a.json;
     let mut stdout = std::io::stdout();
@@ -68,6 +78,10 @@ pub fn run(a: Args) -> Result<()> {
             "tok_s": out.tok_s(),
             "stop": out.stop.as_str(),
         });
+        if a.logits_out.is_some() {
+            j["prompt_ids"] = serde_json::json!(ids);
+            j["n_vocab"] = serde_json::json!(engine.model.cfg.n_vocab);
+        }
         if a.sampling.logprobs > 0 {
             j["logprobs"] = serde_json::json!(out.top_logprobs);
         }

@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result};
 use apr_formats::tokenizer::Tokenizer;
-use apr_formats::Gguf;
 
 use crate::common::print_json;
 
@@ -20,7 +19,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let path = apr_engine::resolve_model(&a.model)?;
-    let g = Gguf::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let g = apr_formats::open_model(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let tok = Tokenizer::from_gguf(&g).context("cannot build the tokenizer")?;
     let ids = tok.encode(&a.text)?;
     if a.json {
