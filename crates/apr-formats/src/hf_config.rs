@@ -2,7 +2,6 @@
 //! GGUF `{arch}.*` keys that llama.cpp's `convert_hf_to_gguf.py` writes.
 //! Reference: transformers' `Qwen2Config` / `LlamaConfig`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value as Json};
@@ -304,9 +303,4 @@ pub fn torch_dtype_of(ggml: &str) -> &'static str {
         "BF16" => "bfloat16",
         _ => "float32",
     }
-}
-
-/// Keys in `metadata` read as a plain map (for tests and inspect of a directory).
-pub fn kv_map(kv: Vec<(String, Value)>) -> BTreeMap<String, Value> {
-    kv.into_iter().collect()
 }

@@ -12,8 +12,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use apr_core::GgmlType;
-
 use crate::gguf::{Backing, Gguf, TensorInfo, Value};
 use crate::hf_config::{read_json, HfConfig, HfError, Result, CONFIG_FILE, GENERATION_CONFIG_FILE};
 use crate::hf_names::{hf_to_gguf, is_ignored, permute_rows, rope_permute_heads};
@@ -185,13 +183,4 @@ fn tensor_order(t: &TensorInfo) -> (u64, String) {
             .map_or(u64::MAX - 2, |l| l + 1),
     };
     (rank, t.name.clone())
-}
-
-/// Bytes of a float type's element (the types an HF directory holds).
-pub fn float_elem_bytes(t: GgmlType) -> Option<usize> {
-    match t {
-        GgmlType::F32 => Some(4),
-        GgmlType::F16 | GgmlType::BF16 => Some(2),
-        _ => None,
-    }
 }

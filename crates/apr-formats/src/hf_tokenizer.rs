@@ -4,7 +4,6 @@
 //! ids the tokenizer lacks below `vocab_size` become `[PAD{id}]` unused tokens.
 //! Reference: https://github.com/huggingface/tokenizers (tokenizer.json schema).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value as Json};
@@ -304,9 +303,4 @@ pub fn to_hf(g: &Gguf) -> Result<(Json, Json)> {
         cfg["chat_template"] = t.into();
     }
     Ok((tokenizer, cfg))
-}
-
-/// The metadata map of key-value pairs (later keys win), for building a model image.
-pub fn merge_kv(parts: Vec<Vec<(String, Value)>>) -> BTreeMap<String, Value> {
-    parts.into_iter().flatten().collect()
 }
