@@ -20,16 +20,33 @@ fn tmp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// Writes the fixture inputs into $APR_QUANT_FIXTURE_DIR (run by scripts/quant-fixtures.sh).
+/// Writes the fixture inputs into $APR_QUANT_FIXTURE_DIR (scripts/quant-fixtures.sh runs it
+/// for llama-quantize). Without the variable (CI runs ignored tests too) it writes them to a
+/// temporary directory and checks they are the bytes the fixture was made from.
 #[test]
-#[ignore]
+#[ignore = "writes the inputs of scripts/quant-fixtures.sh"]
 fn write_fixture_inputs() {
-    let dir = PathBuf::from(std::env::var("APR_QUANT_FIXTURE_DIR").expect("APR_QUANT_FIXTURE_DIR"));
+    let given = std::env::var("APR_QUANT_FIXTURE_DIR").ok();
+    let dir = given
+        .clone()
+        .map_or_else(|| tmp_dir("inputs"), PathBuf::from);
     std::fs::create_dir_all(&dir).unwrap();
     common::write_source(&dir.join("tiny-f32.gguf"));
     common::imatrix()
         .write(&dir.join("tiny-imatrix.gguf"))
         .unwrap();
+    if given.is_none() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap();
+        for (file, key) in [
+            ("tiny-f32.gguf", "source_sha256"),
+            ("tiny-imatrix.gguf", "imatrix_sha256"),
+        ] {
+            let got = sha(&std::fs::read(dir.join(file)).unwrap());
+            assert_eq!(got, fixture[key].as_str().unwrap(), "{file}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 fn sha(b: &[u8]) -> String {
