@@ -50,6 +50,24 @@ impl Engine {
         })
     }
 
+    /// A text cut as llama-perplexity and llama-imatrix cut it: tokenized whole (one BOS at
+    /// the start when the model adds one), chunks of `ctx` tokens with the tail dropped, and
+    /// BOS as the first token of every chunk when the model adds one.
+    pub fn text_chunks(&self, text: &str, ctx: usize) -> Result<Vec<Vec<u32>>> {
+        let ids = self.tokenizer.encode(text)?;
+        let bos = self.tokenizer.bos_id().filter(|_| self.tokenizer.add_bos());
+        Ok(ids
+            .chunks_exact(ctx.max(1))
+            .map(|c| {
+                let mut c = c.to_vec();
+                if let Some(b) = bos {
+                    c[0] = b;
+                }
+                c
+            })
+            .collect())
+    }
+
     /// A session with a context of `ctx` tokens (capped at the training context).
     pub fn session(&self, ctx: usize) -> Session<'_> {
         let ctx = ctx.min(self.model.cfg.ctx_train).max(1);
@@ -159,9 +177,8 @@ impl Session<'_> {
         self.cache.ctx
     }
 
-    /// Bring the cache to hold exactly `ids`, reusing the longest common prefix, and return the
-    /// logits after the last id.
-    pub fn prefill(&mut self, ids: &[u32]) -> Result<&[f32]> {
+    /// A prompt must hold at least one token and fit the context.
+    fn check_prompt(&self, ids: &[u32]) -> Result<()> {
         if ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -171,6 +188,35 @@ impl Session<'_> {
                 ctx: self.ctx(),
             });
         }
+        Ok(())
+    }
+
+    /// Runs one chunk of [`Engine::text_chunks`] from an empty cache and returns the negative
+    /// log-likelihood of each token scored the way llama-perplexity scores a chunk: those
+    /// predicted from positions `len/2 .. len-1` (the first half is context only).
+    pub fn chunk_nll(&mut self, chunk: &[u32]) -> Result<Vec<f64>> {
+        self.check_prompt(chunk)?;
+        let first = chunk.len() / 2;
+        let e = self.engine;
+        let n_vocab = e.model.cfg.n_vocab;
+        self.tokens.clear();
+        e.model
+            .forward(&e.pool, &mut self.cache, &mut self.scratch, chunk, 0, first)?;
+        // Rows hold positions first..len; position p predicts token p + 1.
+        let nll = (first..chunk.len() - 1)
+            .map(|p| {
+                let row = &self.scratch.logits[(p - first) * n_vocab..(p - first + 1) * n_vocab];
+                -log_prob(row, chunk[p + 1] as usize)
+            })
+            .collect();
+        self.tokens.extend_from_slice(chunk);
+        Ok(nll)
+    }
+
+    /// Bring the cache to hold exactly `ids`, reusing the longest common prefix, and return the
+    /// logits after the last id.
+    pub fn prefill(&mut self, ids: &[u32]) -> Result<&[f32]> {
+        self.check_prompt(ids)?;
         let common = self
             .tokens
             .iter()
@@ -202,15 +248,7 @@ impl Session<'_> {
     /// The logits after every position of `ids`, `[ids.len(), n_vocab]`, from an empty cache
     /// (`apr run --logits-out`).
     pub fn prompt_logits(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        if ids.is_empty() {
-            return Err(EngineError::EmptyPrompt);
-        }
-        if ids.len() > self.ctx() {
-            return Err(EngineError::PromptTooLong {
-                n: ids.len(),
-                ctx: self.ctx(),
-            });
-        }
+        self.check_prompt(ids)?;
         self.tokens.clear();
         let mut out = Vec::with_capacity(ids.len() * self.engine.model.cfg.n_vocab);
         let mut start = 0;

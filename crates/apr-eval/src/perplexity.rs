@@ -36,43 +36,17 @@ pub fn perplexity(
     if ctx < 8 {
         return Err(PerplexityError::BadCtx(ctx));
     }
-    // One BOS at the start when the model asks for it (encode adds it), as llama-perplexity.
-    let ids = engine.tokenizer.encode(text).map_err(EngineError::from)?;
-    let n_chunks = ids.len() / ctx;
-    if n_chunks == 0 || ids.len() < 2 * ctx {
-        return Err(PerplexityError::TooShort {
-            n: ids.len(),
-            need: 2 * ctx,
-        });
+    let chunks = engine.text_chunks(text, ctx)?;
+    // Two whole chunks at least, as llama-perplexity asks for 2 x ctx tokens.
+    if chunks.len() < 2 {
+        let n = engine.tokenizer.encode(text).map_err(EngineError::from)?.len();
+        return Err(PerplexityError::TooShort { n, need: 2 * ctx });
     }
-    let first = ctx / 2;
-    let n_vocab = engine.model.cfg.n_vocab;
+    let n_chunks = chunks.len();
     let mut session = engine.session(ctx);
     let (mut nll, mut nll2, mut count) = (0f64, 0f64, 0usize);
-    for c in 0..n_chunks {
-        let mut chunk = ids[c * ctx..(c + 1) * ctx].to_vec();
-        // llama-perplexity puts BOS at the start of every chunk when the model adds one.
-        if engine.tokenizer.add_bos() {
-            if let Some(b) = engine.tokenizer.bos_id() {
-                chunk[0] = b;
-            }
-        }
-        session.tokens.clear();
-        let e = session.engine;
-        e.model
-            .forward(
-                &e.pool,
-                &mut session.cache,
-                &mut session.scratch,
-                &chunk,
-                0,
-                first,
-            )
-            .map_err(EngineError::from)?;
-        // Rows hold positions first..ctx; position p predicts token p + 1.
-        for p in first..ctx - 1 {
-            let row = &session.scratch.logits[(p - first) * n_vocab..(p - first + 1) * n_vocab];
-            let lp = -log_prob(row, chunk[p + 1] as usize);
+    for (c, chunk) in chunks.iter().enumerate() {
+        for lp in session.chunk_nll(chunk)? {
             nll += lp;
             nll2 += lp * lp;
             count += 1;

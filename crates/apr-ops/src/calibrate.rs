@@ -5,7 +5,7 @@
 //! is reported along the way, as llama-imatrix prints it.
 //! Reference: llama.cpp tools/imatrix/imatrix.cpp.
 
-use apr_engine::{log_prob, Engine, EngineError};
+use apr_engine::{Engine, EngineError};
 use apr_models::ActivationStats;
 
 /// The smallest chunk worth running.
@@ -61,44 +61,22 @@ pub fn collect(
     if ctx < MIN_CTX {
         return Err(CalibError::BadCtx(ctx));
     }
-    let ids = engine.tokenizer.encode(text).map_err(EngineError::from)?;
-    let mut n_chunks = ids.len() / ctx;
+    let mut chunks = engine.text_chunks(text, ctx)?;
     if let Some(m) = opts.max_chunks {
-        n_chunks = n_chunks.min(m);
+        chunks.truncate(m);
     }
-    if n_chunks == 0 {
-        return Err(CalibError::TooShort { n: ids.len(), ctx });
+    if chunks.is_empty() {
+        let n = engine.tokenizer.encode(text).map_err(EngineError::from)?.len();
+        return Err(CalibError::TooShort { n, ctx });
     }
-    let first = ctx / 2;
-    let n_vocab = engine.model.cfg.n_vocab;
+    let n_chunks = chunks.len();
     let mut session = engine.session(ctx);
     session.scratch.stats = Some(ActivationStats::new(opts.include_output));
     let (mut nll, mut count) = (0f64, 0usize);
-    for c in 0..n_chunks {
-        let mut chunk = ids[c * ctx..(c + 1) * ctx].to_vec();
-        if engine.tokenizer.add_bos() {
-            if let Some(b) = engine.tokenizer.bos_id() {
-                chunk[0] = b;
-            }
-        }
-        session.tokens.clear();
-        let e = session.engine;
-        e.model
-            .forward(
-                &e.pool,
-                &mut session.cache,
-                &mut session.scratch,
-                &chunk,
-                0,
-                first,
-            )
-            .map_err(EngineError::from)?;
-        // Rows hold positions first..ctx; position p predicts token p + 1.
-        for p in first..ctx - 1 {
-            let row = &session.scratch.logits[(p - first) * n_vocab..(p - first + 1) * n_vocab];
-            nll -= log_prob(row, chunk[p + 1] as usize);
-            count += 1;
-        }
+    for (c, chunk) in chunks.iter().enumerate() {
+        let lp = session.chunk_nll(chunk)?;
+        nll += lp.iter().sum::<f64>();
+        count += lp.len();
         progress(c + 1, n_chunks, (nll / count as f64).exp());
     }
     let stats = session.scratch.stats.take().unwrap_or_default();
