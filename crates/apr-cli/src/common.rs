@@ -159,3 +159,83 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     writeln!(out)?;
     Ok(())
 }
+
+/// A stage's progress on stderr, at most twice a second: `[stage done/total] (elapsed)`.
+pub struct Progress {
+    started: std::time::Instant,
+    last: Option<std::time::Instant>,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Progress {
+            started: std::time::Instant::now(),
+            last: None,
+        }
+    }
+
+    pub fn update(&mut self, stage: &str, done: usize, total: usize) {
+        let now = std::time::Instant::now();
+        if done < total && self.last.is_some_and(|l| (now - l).as_secs_f64() < 0.5) {
+            return;
+        }
+        self.last = Some(now);
+        eprint!(
+            "\r[{stage} {done}/{total}] {:.1}s   ",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    pub fn finish(&self) {
+        eprintln!();
+    }
+}
+
+/// Perplexity of a model before and after an operation, on the same text (512-token chunks).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PplPair {
+    pub before: f64,
+    pub after: f64,
+    /// (after / before - 1) x 100.
+    pub change_pct: f64,
+    pub chunks: usize,
+}
+
+impl std::fmt::Display for PplPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "perplexity {:.4} -> {:.4} ({:+.2}%, {} chunks)",
+            self.before, self.after, self.change_pct, self.chunks
+        )
+    }
+}
+
+/// `--eval-ppl`: the perplexity of `before` and of `after` on `text`.
+pub fn eval_ppl_pair(
+    args: &ModelArgs,
+    before: &std::path::Path,
+    after: &std::path::Path,
+    text: &str,
+) -> Result<PplPair> {
+    let one = |p: &std::path::Path| -> Result<apr_eval::perplexity::PerplexityResult> {
+        let mut e = Engine::load(p, args.threads())
+            .with_context(|| format!("cannot load model {}", p.display()))?;
+        e.kv_type = args.kv_type;
+        let mut bar = Progress::new();
+        let r = apr_eval::perplexity::perplexity(&e, text, 512, &mut |d, t, _| {
+            bar.update("perplexity", d, t)
+        })
+        .with_context(|| format!("perplexity of {}", p.display()))?;
+        bar.finish();
+        Ok(r)
+    };
+    let b = one(before)?;
+    let a = one(after)?;
+    Ok(PplPair {
+        before: b.ppl,
+        after: a.ppl,
+        change_pct: (a.ppl / b.ppl - 1.0) * 100.0,
+        chunks: a.chunks,
+    })
+}

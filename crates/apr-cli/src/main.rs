@@ -35,6 +35,8 @@ enum Command {
     Check(cmd::check::Args),
     /// Merge models with mergekit's methods and YAML configurations
     Merge(cmd::merge::Args),
+    /// Prune weights (magnitude, Wanda, SparseGPT) or whole decoder blocks
+    Prune(cmd::prune::Args),
     /// Importance matrix from a calibration text (llama-imatrix's GGUF format)
     Imatrix(cmd::imatrix::Args),
     /// Quantize a GGUF to one of llama.cpp's file types (bit-compatible with llama-quantize)
@@ -65,6 +67,7 @@ fn main() {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Merge(a) => cmd::merge::run(a),
+        Command::Prune(a) => cmd::prune::run(a),
         Command::Imatrix(a) => cmd::imatrix::run(a),
         Command::Quantize(a) => cmd::quantize::run(a),
         Command::Import(a) => cmd::import::run(a),

@@ -39,7 +39,11 @@ pub fn perplexity(
     let chunks = engine.text_chunks(text, ctx)?;
     // Two whole chunks at least, as llama-perplexity asks for 2 x ctx tokens.
     if chunks.len() < 2 {
-        let n = engine.tokenizer.encode(text).map_err(EngineError::from)?.len();
+        let n = engine
+            .tokenizer
+            .encode(text)
+            .map_err(EngineError::from)?
+            .len();
         return Err(PerplexityError::TooShort { n, need: 2 * ctx });
     }
     let n_chunks = chunks.len();

@@ -172,6 +172,20 @@ impl TensorInfo {
     }
 }
 
+/// One tensor of an image made by [`Gguf::derive`].
+#[derive(Debug, Clone)]
+pub enum DerivedTensor {
+    /// Tensor `from` of the base image, under `name`.
+    Keep { from: String, name: String },
+    /// New bytes of `dtype` values in ggml dims order.
+    New {
+        name: String,
+        dims: Vec<u64>,
+        dtype: GgmlType,
+        data: Vec<u8>,
+    },
+}
+
 /// Where the bytes come from: a memory map of a file, or an owned buffer (tests, fuzzing,
 /// tensors converted at load).
 pub(crate) enum Backing {
@@ -463,6 +477,60 @@ impl Gguf {
             data_offset: 0,
             backings,
         }
+    }
+
+    /// A new model image over this one's byte sources: `metadata` replaces the key-values and
+    /// `tensors` lists the new image's tensors in order, each kept from this image (renamed
+    /// or not) or given as new bytes (pruned layers, dropped and renumbered blocks).
+    pub fn derive(
+        self,
+        metadata: BTreeMap<String, Value>,
+        tensors: Vec<DerivedTensor>,
+    ) -> Result<Gguf> {
+        let Gguf {
+            tensors: old,
+            mut backings,
+            ..
+        } = self;
+        let mut out = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            match t {
+                DerivedTensor::Keep { from, name } => {
+                    let mut info = old
+                        .iter()
+                        .find(|t| t.name == from)
+                        .cloned()
+                        .ok_or_else(|| GgufError::Corrupt(format!("no tensor {from} to keep")))?;
+                    info.name = name;
+                    out.push(info);
+                }
+                DerivedTensor::New {
+                    name,
+                    dims,
+                    dtype,
+                    data,
+                } => {
+                    let n: u64 = dims.iter().product();
+                    let want = dtype.bytes_for(n as usize);
+                    if want != Some(data.len()) {
+                        return Err(GgufError::Corrupt(format!(
+                            "tensor {name}: {} bytes for {n} {dtype} values",
+                            data.len()
+                        )));
+                    }
+                    out.push(TensorInfo {
+                        name,
+                        dims,
+                        dtype,
+                        offset: 0,
+                        n_bytes: data.len() as u64,
+                        source: backings.len(),
+                    });
+                    backings.push(Backing::Owned(data));
+                }
+            }
+        }
+        Ok(Gguf::from_parts(metadata, out, backings))
     }
 
     /// The bytes of the first source: the whole file image of a GGUF file.

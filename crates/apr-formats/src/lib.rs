@@ -16,7 +16,7 @@ pub mod tokenizer;
 
 pub use atomic::{write_atomic, AtomicFile};
 pub use chat_template::{ChatTemplate, Message, TemplateError};
-pub use gguf::{Gguf, GgufError, TensorInfo, Value};
+pub use gguf::{DerivedTensor, Gguf, GgufError, TensorInfo, Value};
 pub use gguf_writer::{GgufWriter, TensorSpec};
 pub use hf_config::{HfConfig, HfError};
 pub use hf_dir::{is_hf_dir, open_model};

@@ -3,7 +3,7 @@
 //! from which quantizers weight their rounding error). Collected during ordinary forward passes
 //! when [`crate::Scratch::stats`] is set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Sums of one linear layer's inputs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,13 +20,18 @@ pub struct ActivationStats {
     pub entries: BTreeMap<String, ActEntry>,
     /// Also collect the LM head's input (llama-imatrix leaves `output.weight` out unless asked).
     pub include_output: bool,
+    /// Weights whose input rows are also kept whole, in order (SparseGPT builds its Hessian
+    /// from them), in [`ActivationStats::inputs`].
+    pub keep: BTreeSet<String>,
+    /// The kept input rows of each weight in `keep`, `[tokens, cols]`.
+    pub inputs: BTreeMap<String, Vec<f32>>,
 }
 
 impl ActivationStats {
     pub fn new(include_output: bool) -> Self {
         ActivationStats {
-            entries: BTreeMap::new(),
             include_output,
+            ..Default::default()
         }
     }
 
@@ -43,6 +48,10 @@ impl ActivationStats {
             }
         }
         e.count += n as u64;
+        if self.keep.contains(name) {
+            let kept = self.inputs.entry(name.to_string()).or_default();
+            kept.extend_from_slice(&x[..n * cols]);
+        }
     }
 }
 
@@ -58,5 +67,17 @@ mod tests {
         let e = &s.entries["w"];
         assert_eq!(e.count, 3);
         assert_eq!(e.sum2, vec![1.0 + 9.0 + 4.0, 4.0 + 0.25]);
+        assert!(s.inputs.is_empty());
+    }
+
+    #[test]
+    fn keeps_the_rows_of_the_weights_asked_for() {
+        let mut s = ActivationStats::new(false);
+        s.keep.insert("a".into());
+        s.observe("a", &[1.0, 2.0, 3.0, 4.0], 2, 2);
+        s.observe("b", &[5.0, 6.0], 1, 2);
+        s.observe("a", &[7.0, 8.0, 9.0, 9.0], 1, 2);
+        assert_eq!(s.inputs["a"], vec![1.0, 2.0, 3.0, 4.0, 7.0, 8.0]);
+        assert!(!s.inputs.contains_key("b"));
     }
 }

@@ -12,7 +12,7 @@ pub use arch::{ArchSpec, RopeStyle, ARCHITECTURES};
 pub use config::Config;
 pub use kv_cache::{KvCache, KvType};
 pub use linear::Linear;
-pub use transformer::{Model, Scratch};
+pub use transformer::{Layer, Model, Scratch};
 
 /// Errors from loading or running a model.
 #[derive(Debug, thiserror::Error)]

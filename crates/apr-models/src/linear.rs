@@ -79,6 +79,46 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// A weight `[rows, cols]` of type `ty` from bytes held in memory (a pruned matrix,
+    /// shared with the writer of the output file), repacked like a mapped one.
+    pub fn from_bytes(
+        name: &str,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        bytes: Arc<Vec<u8>>,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self> {
+        let bad = |msg: String| ModelError::Tensor {
+            name: name.to_string(),
+            msg,
+        };
+        if ty.bytes_for(cols).map(|r| r * rows) != Some(bytes.len()) {
+            return Err(bad(format!(
+                "{} bytes for [{rows}, {cols}] of {ty}",
+                bytes.len()
+            )));
+        }
+        if let Some(b) = bias.as_ref().filter(|b| b.len() != rows) {
+            return Err(bad(format!(
+                "bias has {} elements for {rows} rows",
+                b.len()
+            )));
+        }
+        let packed = PackedMatrix::pack(ty, rows, cols, &bytes)
+            .map_err(|e| bad(e.to_string()))?
+            .map(Arc::new);
+        Ok(Linear {
+            name: name.to_string(),
+            ty,
+            rows,
+            cols,
+            data: WeightData::Owned(bytes),
+            packed,
+            bias,
+        })
+    }
+
     /// A 2-D tensor `[rows, cols]` (ggml dims `[cols, rows]`) from the file.
     pub fn from_gguf(file: &Arc<Gguf>, info: &TensorInfo, bias: Option<Vec<f32>>) -> Result<Self> {
         if info.dims.len() != 2 {

@@ -240,6 +240,68 @@ impl Model {
             s.logits.clear();
             return Ok(());
         }
+        self.prepare(pool, caches, s, rows);
+        let d = cfg.hidden;
+        for (t, &tok) in tokens.iter().enumerate() {
+            self.embed_tokens
+                .dequantize_row(tok as usize, &mut s.x[t * d..(t + 1) * d])?;
+        }
+        for li in 0..self.layers.len() {
+            self.layer(pool, caches, s, rows, li);
+        }
+        let from = rows.logits_from().min(n);
+        let m = n - from;
+        rms_norm(&s.x[from * d..], &self.norm, cfg.rms_eps, d, &mut s.h);
+        s.logits.resize(m * cfg.n_vocab, 0.0);
+        if let Some(st) = s.stats.as_mut().filter(|st| st.include_output) {
+            st.observe(&self.lm_head.name, &s.h[..m * d], m, d);
+        }
+        self.lm_head
+            .forward(pool, &s.h[..m * d], m, &mut s.qx, &mut s.logits); // [m, n_vocab]
+        Ok(())
+    }
+
+    /// Runs decoder layer `li` alone over the hidden states `x: [n, hidden]` of one sequence
+    /// at positions `0..n`, in place, through layer `li` of `cache` (pruning runs the model
+    /// layer by layer to calibrate each layer on the already-pruned ones before it).
+    pub fn forward_layer(
+        &self,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        scratch: &mut Scratch,
+        li: usize,
+        x: &mut [f32],
+    ) -> Result<()> {
+        let d = self.cfg.hidden;
+        let n = x.len() / d;
+        if li >= self.layers.len() || x.len() != n * d || n > cache.ctx {
+            return Err(ModelError::Batch(format!(
+                "forward_layer: layer {li} of {}, {} values for rows of {d}, context {}",
+                self.layers.len(),
+                x.len(),
+                cache.ctx
+            )));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let rows = Rows::Run {
+            pos: 0,
+            n,
+            logits_from: n,
+        };
+        let caches = &mut [cache];
+        self.prepare(pool, caches, scratch, rows);
+        scratch.x.copy_from_slice(x);
+        self.layer(pool, caches, scratch, rows, li);
+        x.copy_from_slice(&scratch.x);
+        Ok(())
+    }
+
+    /// Sizes the scratch buffers for a pass of `rows` and fills its RoPE table.
+    fn prepare(&self, pool: &ThreadPool, caches: &[&mut KvCache], s: &mut Scratch, rows: Rows<'_>) {
+        let cfg = &self.cfg;
+        let n = rows.n();
         let (d, qd, kvd, ffn) = (cfg.hidden, cfg.q_dim(), cfg.kv_dim(), cfg.ffn);
         s.x.resize(n * d, 0.0);
         s.h.resize(n * d, 0.0);
@@ -255,84 +317,82 @@ impl Model {
         s.att.resize(nt * ctx, 0.0);
         s.att16.resize(nt * ctx.max(cfg.head_dim), f16::ZERO);
         s.q16.resize(nt * cfg.head_dim, f16::ZERO);
-        for (t, &tok) in tokens.iter().enumerate() {
-            self.embed_tokens
-                .dequantize_row(tok as usize, &mut s.x[t * d..(t + 1) * d])?;
-        }
         rope_table(cfg, rows, &mut s.rope); // [n, rope_dim / 2]
+    }
 
-        for (li, l) in self.layers.iter().enumerate() {
-            rms_norm(&s.x, &l.input_layernorm, cfg.rms_eps, d, &mut s.h);
-            if let Some(st) = s.stats.as_mut() {
-                for p in [&l.q_proj, &l.k_proj, &l.v_proj] {
-                    st.observe(&p.name, &s.h, n, d);
-                }
+    /// Decoder layer `li` over `s.x: [n, hidden]`, in place.
+    fn layer(
+        &self,
+        pool: &ThreadPool,
+        caches: &mut [&mut KvCache],
+        s: &mut Scratch,
+        rows: Rows<'_>,
+        li: usize,
+    ) {
+        let cfg = &self.cfg;
+        let n = rows.n();
+        let (d, qd, ffn) = (cfg.hidden, cfg.q_dim(), cfg.ffn);
+        let l = &self.layers[li];
+        rms_norm(&s.x, &l.input_layernorm, cfg.rms_eps, d, &mut s.h);
+        if let Some(st) = s.stats.as_mut() {
+            for p in [&l.q_proj, &l.k_proj, &l.v_proj] {
+                st.observe(&p.name, &s.h, n, d);
             }
-            // The three projections share one quantization of h (and one pool dispatch) when
-            // their activation types agree.
-            l.q_proj.quantize_input(pool, &s.h, n, &mut s.qx);
-            let act = l.q_proj.act_type();
-            if l.k_proj.act_type() == act && l.v_proj.act_type() == act {
-                Linear::forward_quantized_group(
-                    pool,
-                    &mut [
-                        (&l.q_proj, &mut s.q),
-                        (&l.k_proj, &mut s.k),
-                        (&l.v_proj, &mut s.v),
-                    ],
-                    &s.qx,
-                    n,
-                );
-            } else {
-                l.q_proj.forward_quantized(pool, &s.qx, n, &mut s.q); // [n, n_head * head_dim]
-                l.k_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.k); // [n, kv_dim]
-                l.v_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.v); // [n, kv_dim]
-            }
-            apply_rope(cfg, &s.rope, &mut s.q, cfg.n_head);
-            apply_rope(cfg, &s.rope, &mut s.k, cfg.n_kv_head);
-            store_kv(cfg, caches, rows, li, &s.k, &s.v);
-            attention(pool, cfg, caches, rows, li, s); // [n, n_head * head_dim]
-            if let Some(st) = s.stats.as_mut() {
-                st.observe(&l.o_proj.name, &s.attn, n, qd);
-            }
-            l.o_proj.forward(pool, &s.attn, n, &mut s.qx, &mut s.o); // [n, d]
-            add_assign(&mut s.x, &s.o);
+        }
+        // The three projections share one quantization of h (and one pool dispatch) when
+        // their activation types agree.
+        l.q_proj.quantize_input(pool, &s.h, n, &mut s.qx);
+        let act = l.q_proj.act_type();
+        if l.k_proj.act_type() == act && l.v_proj.act_type() == act {
+            Linear::forward_quantized_group(
+                pool,
+                &mut [
+                    (&l.q_proj, &mut s.q),
+                    (&l.k_proj, &mut s.k),
+                    (&l.v_proj, &mut s.v),
+                ],
+                &s.qx,
+                n,
+            );
+        } else {
+            l.q_proj.forward_quantized(pool, &s.qx, n, &mut s.q); // [n, n_head * head_dim]
+            l.k_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.k); // [n, kv_dim]
+            l.v_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.v); // [n, kv_dim]
+        }
+        apply_rope(cfg, &s.rope, &mut s.q, cfg.n_head);
+        apply_rope(cfg, &s.rope, &mut s.k, cfg.n_kv_head);
+        store_kv(cfg, caches, rows, li, &s.k, &s.v);
+        attention(pool, cfg, caches, rows, li, s); // [n, n_head * head_dim]
+        if let Some(st) = s.stats.as_mut() {
+            st.observe(&l.o_proj.name, &s.attn, n, qd);
+        }
+        l.o_proj.forward(pool, &s.attn, n, &mut s.qx, &mut s.o); // [n, d]
+        add_assign(&mut s.x, &s.o);
 
-            rms_norm(&s.x, &l.post_attention_layernorm, cfg.rms_eps, d, &mut s.h);
-            if let Some(st) = s.stats.as_mut() {
-                for p in [&l.gate_proj, &l.up_proj] {
-                    st.observe(&p.name, &s.h, n, d);
-                }
+        rms_norm(&s.x, &l.post_attention_layernorm, cfg.rms_eps, d, &mut s.h);
+        if let Some(st) = s.stats.as_mut() {
+            for p in [&l.gate_proj, &l.up_proj] {
+                st.observe(&p.name, &s.h, n, d);
             }
-            l.gate_proj.quantize_input(pool, &s.h, n, &mut s.qx);
-            if l.up_proj.act_type() == l.gate_proj.act_type() {
-                Linear::forward_quantized_group(
-                    pool,
-                    &mut [(&l.gate_proj, &mut s.gate), (&l.up_proj, &mut s.up)],
-                    &s.qx,
-                    n,
-                ); // [n, ffn] each
-            } else {
-                l.gate_proj.forward_quantized(pool, &s.qx, n, &mut s.gate);
-                l.up_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.up);
-            }
-            swiglu(&mut s.gate, &s.up);
-            if let Some(st) = s.stats.as_mut() {
-                st.observe(&l.down_proj.name, &s.gate, n, ffn);
-            }
-            l.down_proj.forward(pool, &s.gate, n, &mut s.qx, &mut s.o); // [n, d]
-            add_assign(&mut s.x, &s.o);
         }
-        let from = rows.logits_from().min(n);
-        let m = n - from;
-        rms_norm(&s.x[from * d..], &self.norm, cfg.rms_eps, d, &mut s.h);
-        s.logits.resize(m * cfg.n_vocab, 0.0);
-        if let Some(st) = s.stats.as_mut().filter(|st| st.include_output) {
-            st.observe(&self.lm_head.name, &s.h[..m * d], m, d);
+        l.gate_proj.quantize_input(pool, &s.h, n, &mut s.qx);
+        if l.up_proj.act_type() == l.gate_proj.act_type() {
+            Linear::forward_quantized_group(
+                pool,
+                &mut [(&l.gate_proj, &mut s.gate), (&l.up_proj, &mut s.up)],
+                &s.qx,
+                n,
+            ); // [n, ffn] each
+        } else {
+            l.gate_proj.forward_quantized(pool, &s.qx, n, &mut s.gate);
+            l.up_proj.forward(pool, &s.h, n, &mut s.qx, &mut s.up);
         }
-        self.lm_head
-            .forward(pool, &s.h[..m * d], m, &mut s.qx, &mut s.logits); // [m, n_vocab]
-        Ok(())
+        swiglu(&mut s.gate, &s.up);
+        if let Some(st) = s.stats.as_mut() {
+            st.observe(&l.down_proj.name, &s.gate, n, ffn);
+        }
+        l.down_proj.forward(pool, &s.gate, n, &mut s.qx, &mut s.o); // [n, d]
+        add_assign(&mut s.x, &s.o);
     }
 }
 

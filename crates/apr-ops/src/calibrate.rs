@@ -66,7 +66,11 @@ pub fn collect(
         chunks.truncate(m);
     }
     if chunks.is_empty() {
-        let n = engine.tokenizer.encode(text).map_err(EngineError::from)?.len();
+        let n = engine
+            .tokenizer
+            .encode(text)
+            .map_err(EngineError::from)?
+            .len();
         return Err(CalibError::TooShort { n, ctx });
     }
     let n_chunks = chunks.len();

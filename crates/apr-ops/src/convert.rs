@@ -116,7 +116,7 @@ pub fn encode(ty: GgmlType, x: &[f32], row: usize) -> Result<Vec<u8>> {
 
 /// The type a tensor gets: 1-D tensors (norms, biases) stay f32 as llama.cpp keeps them;
 /// Q8_0 falls back to f16 for rows that are not whole blocks.
-fn tensor_type(t: &TensorInfo, want: GgmlType) -> GgmlType {
+pub fn tensor_type(t: &TensorInfo, want: GgmlType) -> GgmlType {
     if t.dims.len() < 2 {
         return GgmlType::F32;
     }
@@ -134,16 +134,33 @@ pub fn write_gguf(
     file_type: u32,
     prov: &Provenance,
 ) -> Result<Report> {
+    write_gguf_with(src, out, Some((ty, file_type)), prov)
+}
+
+/// Writes `src` as a GGUF file with every tensor of its own type (blocks dropped, say).
+pub fn write_gguf_as_is(src: &Gguf, out: &Path, prov: &Provenance) -> Result<Report> {
+    write_gguf_with(src, out, None, prov)
+}
+
+/// `retype`: the weight type and `general.file_type` of the output, or None to keep both.
+fn write_gguf_with(
+    src: &Gguf,
+    out: &Path,
+    retype: Option<(GgmlType, u32)>,
+    prov: &Provenance,
+) -> Result<Report> {
     let mut meta: Vec<(String, Value)> = without_apr_keys(&src.metadata)
         .into_iter()
-        .filter(|(k, _)| !REWRITTEN_KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| retype.is_none() || !REWRITTEN_KEYS.contains(&k.as_str()))
         .collect();
-    meta.push(("general.file_type".into(), Value::U32(file_type)));
-    if ty == GgmlType::Q8_0 {
-        meta.push((
-            "general.quantization_version".into(),
-            Value::U32(QUANTIZATION_VERSION),
-        ));
+    if let Some((ty, file_type)) = retype {
+        meta.push(("general.file_type".into(), Value::U32(file_type)));
+        if ty == GgmlType::Q8_0 {
+            meta.push((
+                "general.quantization_version".into(),
+                Value::U32(QUANTIZATION_VERSION),
+            ));
+        }
     }
     meta.extend(prov.gguf_kv(&src.metadata));
     let specs: Vec<TensorSpec> = src
@@ -152,7 +169,7 @@ pub fn write_gguf(
         .map(|t| TensorSpec {
             name: t.name.clone(),
             dims: t.dims.clone(),
-            dtype: tensor_type(t, ty),
+            dtype: retype.map_or(t.dtype, |(ty, _)| tensor_type(t, ty)),
         })
         .collect();
     let mut w = GgufWriter::create(out, &meta, specs.clone())?;
@@ -161,10 +178,12 @@ pub fn write_gguf(
         if t.dtype == s.dtype {
             // Same encoding: the bytes as they are (exact).
             w.write(&t.name, src.tensor_data(t))?;
+            src.release(t);
             bytes += t.n_bytes;
             continue;
         }
         let x = tensor_f32(src, t)?; // [rows, dims[0]]
+        src.release(t);
         let enc = encode(s.dtype, &x, t.dims[0] as usize)?;
         bytes += enc.len() as u64;
         w.write(&t.name, &enc)?;

@@ -1,5 +1,5 @@
 //! apr-ops: the operations that make a new model file from existing ones (quantize, import and
-//! export, imatrix; merge and prune later), each one file behind its command's registry.
+//! export, imatrix, merge, prune), each one file behind its command's registry.
 
 pub mod calibrate;
 pub mod check;
@@ -9,6 +9,7 @@ pub mod imatrix;
 pub mod import;
 pub mod merge;
 pub mod mix;
+pub mod prune;
 pub mod quantize;
 pub use imatrix::{Imatrix, ImatrixEntry, ImatrixError};
 pub use mix::FileType;

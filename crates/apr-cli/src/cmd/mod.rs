@@ -9,6 +9,7 @@ pub mod imatrix;
 pub mod import;
 pub mod inspect;
 pub mod merge;
+pub mod prune;
 pub mod pull;
 pub mod quantize;
 pub mod run;
