@@ -182,7 +182,7 @@ pub fn prune(w: &mut [f32], cols: usize, job: &mut WeightJob, hinv: &HessianInve
 }
 
 /// One row of a block: its weights, errors and mask.
-type RowFn = dyn Fn(&mut [f32], &mut [f32], &[bool]) + Sync;
+type RowFn<'a> = dyn Fn(&mut [f32], &mut [f32], &[bool]) + Sync + 'a;
 
 /// Runs `f` on each row of the block (`w1`, `e1`, `m1` in rows of `cnt`), rows split across
 /// `threads` scoped threads.
@@ -192,7 +192,7 @@ fn par_rows(
     e1: &mut [f32],
     m1: &[bool],
     cnt: usize,
-    f: &RowFn,
+    f: &RowFn<'_>,
 ) {
     let rows = w1.len() / cnt;
     let per = rows.div_ceil(threads.max(1)).max(1);
