@@ -53,7 +53,7 @@ PY
 }
 
 for t in $TYPES; do
-    [ -f "$W/apr-$t.gguf" ] || { log "apr quantize $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t.gguf" --type "$t" -t "$T" >/dev/null; }
+    [ -f "$W/apr-$t.gguf" ] || { log "apr quantize $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t.gguf" --type "$t" -t "$T" >/dev/null 2>&1; }
     [ -f "$W/llama-$t.gguf" ] || { log "llama-quantize $t"; "$BIN/llama-quantize" "$W/f16.gguf" "$W/llama-$t.gguf" "$t" "$T" >"$W/llama-$t.qlog" 2>&1; }
     [ -f "$W/same-$t.txt" ] || { same_data "$W/apr-$t.gguf" "$W/llama-$t.gguf" >"$W/same-$t.txt" || true; log "same data $t: $(cat "$W/same-$t.txt")"; }
     kld "apr-$t" "$W/apr-$t.gguf"
@@ -66,10 +66,13 @@ done
 
 if [ ! -f "$W/imatrix.gguf" ]; then
     log "apr imatrix"
-    "$APR" imatrix "$W/f16.gguf" --data "$DATA/calib-code.py.txt" "$W/imatrix.gguf" -t "$T" >"$W/imatrix.log" 2>&1
+    # Collected on the Q8_0 file (our f16 prefill is slow; Q8_0 is within 0.1% of f16 in
+    # perplexity), 32 chunks of 512 tokens of the calibration text.
+    "$APR" imatrix "$W/apr-Q8_0.gguf" --data "$DATA/calib-code.py.txt" "$W/imatrix.gguf" \
+        --chunks "${IMATRIX_CHUNKS:-32}" -t "$T" >"$W/imatrix.log" 2>&1
 fi
 for t in $ITYPES; do
-    [ -f "$W/apr-$t-imat.gguf" ] || { log "apr quantize --imatrix $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t-imat.gguf" --type "$t" --imatrix "$W/imatrix.gguf" -t "$T" >/dev/null; }
+    [ -f "$W/apr-$t-imat.gguf" ] || { log "apr quantize --imatrix $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t-imat.gguf" --type "$t" --imatrix "$W/imatrix.gguf" -t "$T" >/dev/null 2>&1; }
     kld "apr-$t-imat" "$W/apr-$t-imat.gguf"
 done
 log "all done"
