@@ -132,3 +132,52 @@ fn bad_merge_configurations_fail_with_a_message() {
         assert!(!out.exists(), "no output after a failure");
     }
 }
+
+#[test]
+fn safetensors_out_and_in() {
+    let m = qwen05();
+    let m = m.to_str().unwrap();
+    let src = Gguf::open(m).unwrap();
+    // The model merged with itself into a Hugging Face directory...
+    let dir = tmp("self-hf");
+    let cfg = tmp("self-hf.yaml");
+    std::fs::write(
+        &cfg,
+        format!("models:\n  - model: {m}\n    parameters: {{weight: 1.0}}\nmerge_method: linear\ndtype: float16\n"),
+    )
+    .unwrap();
+    let o = apr(&[
+        "merge",
+        "--config",
+        cfg.to_str().unwrap(),
+        dir.to_str().unwrap(),
+        "--format",
+        "safetensors",
+        "--json",
+    ]);
+    let j = stdout_json(&o);
+    assert_eq!(j["out"], dir.to_str().unwrap());
+    assert!(dir.join("config.json").is_file() && dir.join("tokenizer.json").is_file());
+    // ...is an input like any other: merged with the GGUF at 0.5 / 0.5 it gives the model
+    // back (f16-rounded).
+    let out = tmp("from-hf.gguf");
+    let d = dir.to_str().unwrap();
+    let yaml = format!(
+        "models:\n  - model: {d}\n    parameters: {{weight: 0.5}}\n  - model: {m}\n    parameters: {{weight: 0.5}}\nmerge_method: linear\ndtype: float32\n"
+    );
+    stdout_json(&merge(&yaml, &out));
+    let g = Gguf::open(&out).unwrap();
+    let (a, b) = (
+        f32s(&src, "blk.5.ffn_down.weight"),
+        f32s(&g, "blk.5.ffn_down.weight"),
+    );
+    for (x, y) in a.iter().zip(&b) {
+        let want = 0.5 * half::f16::from_f32(*x).to_f32() + 0.5 * x;
+        assert!(
+            (want - y).abs() <= 1e-6 * want.abs().max(1e-3),
+            "{y} vs {want}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&out).unwrap();
+}

@@ -1,5 +1,6 @@
-//! `apr merge --config merge.yaml OUT [--seed S] [--json]`: mergekit's configurations, run
-//! tensor by tensor into a GGUF file.
+//! `apr merge --config merge.yaml OUT [--seed S] [--format gguf|safetensors] [--eval-ppl FILE]
+//! [--json]`: mergekit's configurations, run tensor by tensor into a GGUF file or a Hugging
+//! Face directory.
 
 use std::path::PathBuf;
 
@@ -7,18 +8,30 @@ use anyhow::{Context, Result};
 use apr_ops::merge::config::MergeConfig;
 use apr_ops::merge::run::{run_merge, MergeOptions};
 
-use crate::common::print_json;
+use crate::common::{eval_ppl_pair, print_json, ModelArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// mergekit YAML configuration (model paths: GGUF files or cached model names)
     #[arg(long)]
     pub config: PathBuf,
-    /// Output GGUF file
+    /// Output: a GGUF file, or a directory with --format safetensors
     pub out: PathBuf,
     /// Seed of the random methods (DARE, DELLA)
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// gguf or safetensors (a Hugging Face directory)
+    #[arg(long, default_value = "gguf")]
+    pub format: String,
+    /// Largest safetensors shard in bytes
+    #[arg(long, default_value_t = apr_ops::convert::DEFAULT_SHARD_BYTES)]
+    pub max_shard_bytes: usize,
+    /// Perplexity on this text of the base model (or the first model) and of the merge
+    #[arg(long)]
+    pub eval_ppl: Option<PathBuf>,
+    /// Threads for --eval-ppl (default: all cores)
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }
@@ -32,6 +45,14 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         config_path: a.config.clone(),
+        format: a.format.clone(),
+        shard_bytes: a.max_shard_bytes,
+    };
+    let eval_text = match &a.eval_ppl {
+        Some(f) => Some(
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        ),
+        None => None,
     };
     let mut last = std::time::Instant::now();
     let summary = run_merge(&cfg, &a.out, &opts, &mut |done, total, name| {
@@ -42,8 +63,27 @@ pub fn run(a: Args) -> Result<()> {
     })
     .with_context(|| format!("merging into {}", a.out.display()))?;
     eprintln!();
+    let ppl = match &eval_text {
+        Some(text) => {
+            let before = cfg
+                .base_model
+                .clone()
+                .unwrap_or_else(|| cfg.referenced_models()[0].clone());
+            let m = ModelArgs {
+                model: before,
+                threads: a.threads,
+                kv_type: Default::default(),
+            };
+            Some(eval_ppl_pair(&m, &m.path()?, &summary.out, text)?)
+        }
+        None => None,
+    };
     if a.json {
-        print_json(&summary)?;
+        let mut v = serde_json::to_value(&summary)?;
+        if let Some(p) = &ppl {
+            v["eval_ppl"] = serde_json::to_value(p)?;
+        }
+        print_json(&v)?;
     } else {
         println!(
             "{}: {} tensors, {} layers, {} ({} bytes) by {} in {:.1} s",
@@ -55,6 +95,9 @@ pub fn run(a: Args) -> Result<()> {
             summary.method,
             summary.seconds
         );
+        if let Some(p) = &ppl {
+            println!("{p}");
+        }
     }
     Ok(())
 }

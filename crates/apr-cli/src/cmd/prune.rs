@@ -59,8 +59,22 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let path = a.model.path()?;
-    let m = prune::method(&a.method)?;
-    let calib = if m.calibrated() {
+    let pattern = a.pattern.as_deref().map(Pattern::parse).transpose()?;
+    let mut o = PruneOptions {
+        method: a.method.clone(),
+        sparsity: a.sparsity,
+        pattern,
+        drop: a.drop,
+        calib: None,
+        calib_samples: a.calib_samples,
+        calib_len: a.calib_len,
+        threads: a.model.threads(),
+        ty: a.ty.clone(),
+        format: a.format.clone(),
+        shard_bytes: a.max_shard_bytes,
+    };
+    prune::validate(&o)?;
+    if prune::method(&a.method)?.calibrated() {
         let file = a
             .calib
             .clone()
@@ -71,29 +85,13 @@ pub fn run(a: Args) -> Result<()> {
                 file.display()
             )
         })?;
-        Some(text)
-    } else {
-        None
-    };
+        o.calib = Some(text);
+    }
     let eval_text = match &a.eval_ppl {
         Some(f) => Some(
             std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
         ),
         None => None,
-    };
-    let pattern = a.pattern.as_deref().map(Pattern::parse).transpose()?;
-    let o = PruneOptions {
-        method: a.method.clone(),
-        sparsity: a.sparsity,
-        pattern,
-        drop: a.drop,
-        calib,
-        calib_samples: a.calib_samples,
-        calib_len: a.calib_len,
-        threads: a.model.threads(),
-        ty: a.ty.clone(),
-        format: a.format.clone(),
-        shard_bytes: a.max_shard_bytes,
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let prov = Provenance::of(command, &path, env!("CARGO_PKG_VERSION"))

@@ -28,6 +28,11 @@ pub struct MergeOptions {
     pub command: String,
     /// The configuration file, hashed into the provenance.
     pub config_path: PathBuf,
+    /// `gguf`, or `safetensors` for a Hugging Face directory (merged into a temporary GGUF
+    /// beside it, then written out tensor by tensor).
+    pub format: String,
+    /// Largest safetensors shard.
+    pub shard_bytes: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -127,13 +132,8 @@ fn open_models(cfg: &MergeConfig) -> Result<Vec<(String, Gguf)>> {
                 what: m.clone(),
                 msg: e.to_string(),
             })?;
-            if path.is_dir() {
-                return Err(MergeError::Read {
-                    what: m.clone(),
-                    msg: "a Hugging Face directory: convert it with `apr import` first".into(),
-                });
-            }
-            let g = Gguf::open(&path).map_err(|e| MergeError::Read {
+            // GGUF files and Hugging Face directories (safetensors) alike.
+            let g = apr_formats::open_model(&path).map_err(|e| MergeError::Read {
                 what: m.clone(),
                 msg: e.to_string(),
             })?;
@@ -264,8 +264,57 @@ fn encode(ty: GgmlType, rows: &[f32], out: &mut Vec<u8>) {
     }
 }
 
-/// Runs the merge into the GGUF file `out`; `progress(done, total, tensor)` per tensor.
+/// Runs the merge into `out` (a GGUF file, or a Hugging Face directory with
+/// `opts.format == "safetensors"`); `progress(done, total, tensor)` per tensor.
 pub fn run_merge(
+    cfg: &MergeConfig,
+    out: &Path,
+    opts: &MergeOptions,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<MergeSummary> {
+    match opts.format.as_str() {
+        "gguf" => merge_gguf(cfg, out, opts, progress),
+        "safetensors" => {
+            let start = Instant::now();
+            let name = out.file_name().map(|n| n.to_string_lossy().to_string());
+            let tmp = out.with_file_name(format!(".{}.merge.gguf", name.unwrap_or_default()));
+            let mut summary = merge_gguf(cfg, &tmp, opts, progress);
+            if let Ok(s) = &mut summary {
+                let conv = Gguf::open(&tmp)
+                    .map_err(crate::convert::ConvertError::from)
+                    .and_then(|g| {
+                        let ty = GgmlType::from_name(&s.dtype).unwrap_or(GgmlType::F16);
+                        let prov = Provenance::of(
+                            opts.command.clone(),
+                            &opts.config_path,
+                            env!("CARGO_PKG_VERSION"),
+                        )
+                        .map_err(|e| crate::convert::ConvertError::Io {
+                            path: opts.config_path.clone(),
+                            source: e,
+                        })?;
+                        crate::convert::write_hf(&g, out, ty, opts.shard_bytes, &prov)
+                    });
+                match conv {
+                    Ok(r) => {
+                        s.out = out.to_path_buf();
+                        s.bytes = r.bytes;
+                        s.seconds = start.elapsed().as_secs_f64();
+                    }
+                    Err(e) => summary = Err(MergeError::Write(e.to_string())),
+                }
+            }
+            let _ = std::fs::remove_file(&tmp);
+            summary
+        }
+        f => Err(MergeError::Invalid {
+            method: "config",
+            msg: format!("--format {f:?} is not gguf or safetensors"),
+        }),
+    }
+}
+
+fn merge_gguf(
     cfg: &MergeConfig,
     out: &Path,
     opts: &MergeOptions,

@@ -197,6 +197,7 @@ pub fn prune(
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<PruneReport> {
     let started = Instant::now();
+    validate(o)?;
     let m = method(&o.method)?;
     let (sparsity, n_drop) = check_options(m, o)?;
     let out_ty = match &o.ty {
@@ -204,12 +205,6 @@ pub fn prune(
         None if m.kind == Kind::Blocks && o.format == "gguf" => None,
         None => Some(convert::out_type(DEFAULT_TYPE)?),
     };
-    if !["gguf", "safetensors"].contains(&o.format.as_str()) {
-        return Err(PruneError::Invalid(format!(
-            "--format {:?} is not gguf or safetensors",
-            o.format
-        )));
-    }
     let mut engine = Engine::load(model, o.threads.max(1))?;
     let samples = if m.calibrated() {
         calibration_samples(&engine, o)?
@@ -288,6 +283,22 @@ pub fn prune(
     report.bytes = r.bytes;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Checks the options (all but the calibration text) before any work starts.
+pub fn validate(o: &PruneOptions) -> Result<()> {
+    let m = method(&o.method)?;
+    check_options(m, o)?;
+    if let Some(t) = &o.ty {
+        convert::out_type(t)?;
+    }
+    if !["gguf", "safetensors"].contains(&o.format.as_str()) {
+        return Err(PruneError::Invalid(format!(
+            "--format {:?} is not gguf or safetensors",
+            o.format
+        )));
+    }
+    Ok(())
 }
 
 /// The sparsity and block count a method runs with, after the options' checks.
