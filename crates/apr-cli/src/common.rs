@@ -239,3 +239,38 @@ pub fn eval_ppl_pair(
         chunks: a.chunks,
     })
 }
+
+/// Output options shared by the commands that write a model (merge, prune).
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// gguf or safetensors (a Hugging Face directory)
+    #[arg(long, default_value = "gguf")]
+    pub format: String,
+    /// Largest safetensors shard in bytes
+    #[arg(long, default_value_t = apr_ops::convert::DEFAULT_SHARD_BYTES)]
+    pub max_shard_bytes: usize,
+    /// Perplexity on this text before and after (llama-perplexity's method, 512-token chunks)
+    #[arg(long)]
+    pub eval_ppl: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// The --eval-ppl text, read before any work starts.
+    pub fn eval_text(&self) -> Result<Option<String>> {
+        self.eval_ppl
+            .as_ref()
+            .map(|f| {
+                std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))
+            })
+            .transpose()
+    }
+}
+
+/// Prints a command's JSON summary with the `eval_ppl` object added when there is one.
+pub fn print_json_with_ppl<T: serde::Serialize>(v: &T, ppl: Option<&PplPair>) -> Result<()> {
+    let mut v = serde_json::to_value(v)?;
+    if let Some(p) = ppl {
+        v["eval_ppl"] = serde_json::to_value(p)?;
+    }
+    print_json(&v)
+}

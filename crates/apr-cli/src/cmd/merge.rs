@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use apr_ops::merge::config::MergeConfig;
 use apr_ops::merge::run::{run_merge, MergeOptions};
 
-use crate::common::{eval_ppl_pair, print_json, ModelArgs};
+use crate::common::{eval_ppl_pair, print_json_with_ppl, ModelArgs, OutputArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,15 +20,8 @@ pub struct Args {
     /// Seed of the random methods (DARE, DELLA)
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// gguf or safetensors (a Hugging Face directory)
-    #[arg(long, default_value = "gguf")]
-    pub format: String,
-    /// Largest safetensors shard in bytes
-    #[arg(long, default_value_t = apr_ops::convert::DEFAULT_SHARD_BYTES)]
-    pub max_shard_bytes: usize,
-    /// Perplexity on this text of the base model (or the first model) and of the merge
-    #[arg(long)]
-    pub eval_ppl: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Threads for --eval-ppl (default: all cores)
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -45,15 +38,10 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         config_path: a.config.clone(),
-        format: a.format.clone(),
-        shard_bytes: a.max_shard_bytes,
+        format: a.output.format.clone(),
+        shard_bytes: a.output.max_shard_bytes,
     };
-    let eval_text = match &a.eval_ppl {
-        Some(f) => Some(
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
-        ),
-        None => None,
-    };
+    let eval_text = a.output.eval_text()?;
     let mut last = std::time::Instant::now();
     let summary = run_merge(&cfg, &a.out, &opts, &mut |done, total, name| {
         if last.elapsed().as_secs_f64() > 0.5 || done == total {
@@ -79,11 +67,7 @@ pub fn run(a: Args) -> Result<()> {
         None => None,
     };
     if a.json {
-        let mut v = serde_json::to_value(&summary)?;
-        if let Some(p) = &ppl {
-            v["eval_ppl"] = serde_json::to_value(p)?;
-        }
-        print_json(&v)?;
+        print_json_with_ppl(&summary, ppl.as_ref())?;
     } else {
         println!(
             "{}: {} tensors, {} layers, {} ({} bytes) by {} in {:.1} s",

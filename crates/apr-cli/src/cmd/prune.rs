@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use apr_formats::Provenance;
 use apr_ops::prune::{self, Pattern, PruneOptions};
 
-use crate::common::{eval_ppl_pair, print_json, ModelArgs, Progress};
+use crate::common::{eval_ppl_pair, print_json_with_ppl, ModelArgs, OutputArgs, Progress};
 
 /// The calibration text used when --calib is not given (never the evaluation text).
 const DEFAULT_CALIB: &str = "../shared/data/calib-code.py.txt";
@@ -44,15 +44,8 @@ pub struct Args {
     /// every tensor's type)
     #[arg(long = "type")]
     pub ty: Option<String>,
-    /// gguf or safetensors (a Hugging Face directory)
-    #[arg(long, default_value = "gguf")]
-    pub format: String,
-    /// Largest safetensors shard in bytes
-    #[arg(long, default_value_t = apr_ops::convert::DEFAULT_SHARD_BYTES)]
-    pub max_shard_bytes: usize,
-    /// Perplexity on this text before and after (llama-perplexity's method, 512-token chunks)
-    #[arg(long)]
-    pub eval_ppl: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -70,8 +63,8 @@ pub fn run(a: Args) -> Result<()> {
         calib_len: a.calib_len,
         threads: a.model.threads(),
         ty: a.ty.clone(),
-        format: a.format.clone(),
-        shard_bytes: a.max_shard_bytes,
+        format: a.output.format.clone(),
+        shard_bytes: a.output.max_shard_bytes,
     };
     prune::validate(&o)?;
     if prune::method(&a.method)?.calibrated() {
@@ -87,12 +80,7 @@ pub fn run(a: Args) -> Result<()> {
         })?;
         o.calib = Some(text);
     }
-    let eval_text = match &a.eval_ppl {
-        Some(f) => Some(
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
-        ),
-        None => None,
-    };
+    let eval_text = a.output.eval_text()?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let prov = Provenance::of(command, &path, env!("CARGO_PKG_VERSION"))
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -107,11 +95,7 @@ pub fn run(a: Args) -> Result<()> {
         None => None,
     };
     if a.json {
-        let mut v = serde_json::to_value(&r)?;
-        if let Some(p) = &ppl {
-            v["eval_ppl"] = serde_json::to_value(p)?;
-        }
-        print_json(&v)?;
+        print_json_with_ppl(&r, ppl.as_ref())?;
     } else {
         let what = if r.dropped.is_empty() {
             format!(

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""The quality table of docs/quantization.md from scripts/quant-quality.sh's work folder:
+per type the file size, llama-perplexity's PPL(Q), its ratio to the f16 source's, the mean
+KL divergence and the share of positions with the same top token, for `apr quantize` (and
+`--imatrix`), and whether llama-quantize's tensor data are the same bytes.
+
+    scripts/quant-quality-table.py [WORKDIR]
+"""
+import os
+import re
+import sys
+
+W = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cache/apr/quality")
+TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K"]
+
+
+def stats(name):
+    p = os.path.join(W, f"{name}.ppl.log")
+    if not os.path.exists(p):
+        return None
+    t = open(p).read()
+    def g(pat):
+        m = re.search(pat, t)
+        return float(m.group(1)) if m else None
+    return {
+        "ppl": g(r"Mean PPL\(Q\)\s*:\s*([\d.]+)") or g(r"Final estimate: PPL = ([\d.]+)"),
+        "ppl_sd": g(r"Mean PPL\(Q\)\s*:\s*[\d.]+\s*±\s*([\d.]+)"),
+        "ratio": g(r"Mean PPL\(Q\)/PPL\(base\)\s*:\s*([\d.]+)"),
+        "kld": g(r"Mean\s+KLD:\s*([-\d.]+)"),
+        "top": g(r"Same top p:\s*([\d.]+)"),
+    }
+
+
+def size(name):
+    p = os.path.join(W, f"{name}.gguf")
+    return os.path.getsize(p) / 2**30 if os.path.exists(p) else None
+
+
+base = stats("f16")
+print(f"f16 source: {size('f16'):.2f} GiB, PPL {base['ppl']:.4f}\n")
+print("| type | size GiB | PPL | vs f16 | mean KLD | same top | llama-quantize's tensors | with --imatrix: PPL | vs f16 | mean KLD | same top | vs llama.cpp without |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for t in TYPES:
+    a = stats(f"apr-{t}")
+    if a is None:
+        continue
+    same = open(os.path.join(W, f"same-{t}.txt")).read().strip() if os.path.exists(os.path.join(W, f"same-{t}.txt")) else "?"
+    row = [t, f"{size('apr-' + t):.3f}", f"{a['ppl']:.4f}", f"{(a['ratio'] - 1) * 100:+.2f}%",
+           f"{a['kld']:.5f}", f"{a['top']:.2f}%", same]
+    i = stats(f"apr-{t}-imat")
+    if i:
+        row += [f"{i['ppl']:.4f}", f"{(i['ratio'] - 1) * 100:+.2f}%", f"{i['kld']:.5f}", f"{i['top']:.2f}%",
+                f"{(i['ppl'] / a['ppl'] - 1) * 100:+.2f}%"]
+    else:
+        row += ["", "", "", "", ""]
+    print("| " + " | ".join(row) + " |")
