@@ -31,6 +31,16 @@ def stats(name):
     }
 
 
+def chunk_row(name, k):
+    """The running figures after chunk k of a KL-divergence log: (PPL, mean KLD, same top %)."""
+    p = os.path.join(W, f"{name}.ppl.log")
+    for line in open(p):
+        f = line.split()
+        if f and f[0] == str(k) and len(f) >= 15:
+            return float(f[1]), float(f[7]), float(f[14])
+    return None
+
+
 def size(name):
     p = os.path.join(W, f"{name}.gguf")
     return os.path.getsize(p) / 2**30 if os.path.exists(p) else None
@@ -38,19 +48,25 @@ def size(name):
 
 base = stats("f16")
 print(f"f16 source: {size('f16'):.2f} GiB, PPL {base['ppl']:.4f}\n")
-print("| type | size GiB | PPL | vs f16 | mean KLD | same top | llama-quantize's tensors | with --imatrix: PPL | vs f16 | mean KLD | same top | vs llama.cpp without |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| type | size GiB | PPL | vs f16 | mean KLD | same top | llama-quantize's tensors |")
+print("|---|---|---|---|---|---|---|")
 for t in TYPES:
     a = stats(f"apr-{t}")
     if a is None:
         continue
-    same = open(os.path.join(W, f"same-{t}.txt")).read().strip() if os.path.exists(os.path.join(W, f"same-{t}.txt")) else "?"
-    row = [t, f"{size('apr-' + t):.3f}", f"{a['ppl']:.4f}", f"{(a['ratio'] - 1) * 100:+.2f}%",
-           f"{a['kld']:.5f}", f"{a['top']:.2f}%", same]
+    sp = os.path.join(W, f"same-{t}.txt")
+    same = open(sp).read().strip() if os.path.exists(sp) else "?"
+    print(f"| {t} | {size('apr-' + t):.3f} | {a['ppl']:.4f} | {(a['ratio'] - 1) * 100:+.2f}% | "
+          f"{a['kld']:.5f} | {a['top']:.2f}% | {same} |")
+
+k = int(os.environ.get("ICHUNKS", "32"))
+print(f"\nWith `--imatrix`, the first {k} chunks:\n")
+print("| type | without: PPL | mean KLD | same top | with: PPL | mean KLD | same top | PPL change |")
+print("|---|---|---|---|---|---|---|---|")
+for t in TYPES:
     i = stats(f"apr-{t}-imat")
-    if i:
-        row += [f"{i['ppl']:.4f}", f"{(i['ratio'] - 1) * 100:+.2f}%", f"{i['kld']:.5f}", f"{i['top']:.2f}%",
-                f"{(i['ppl'] / a['ppl'] - 1) * 100:+.2f}%"]
-    else:
-        row += ["", "", "", "", ""]
-    print("| " + " | ".join(row) + " |")
+    if i is None:
+        continue
+    p, kl, top = chunk_row(f"apr-{t}", k)
+    print(f"| {t} | {p:.4f} | {kl:.5f} | {top:.2f}% | {i['ppl']:.4f} | {i['kld']:.5f} | "
+          f"{i['top']:.2f}% | {(i['ppl'] / p - 1) * 100:+.2f}% |")
