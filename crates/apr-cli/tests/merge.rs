@@ -181,3 +181,36 @@ fn safetensors_out_and_in() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_file(&out).unwrap();
 }
+
+/// mergekit's documented examples (examples/ties.yml and gradient-slerp.yml in its
+/// repository), every model path replaced by the real 0.5B: they run, and since every model
+/// is the same one, give the model back (f16-rounded).
+#[test]
+fn mergekit_examples_run() {
+    let m = qwen05();
+    let m = m.to_str().unwrap();
+    let src = Gguf::open(m).unwrap();
+    let ties = format!(
+        "models:\n  - model: {m}\n    parameters:\n      density: [1, 0.7, 0.1]\n      weight: 1.0\n  - model: {m}\n    parameters:\n      density: 0.5\n      weight: [0, 0.3, 0.7, 1]\n  - model: {m}\n    parameters:\n      density: 0.33\n      weight:\n        - filter: mlp\n          value: 0.5\n        - value: 0\nmerge_method: ties\nbase_model: {m}\nparameters:\n  normalize: true\n  int8_mask: true\ndtype: float16\n"
+    );
+    let slerp = format!(
+        "slices:\n  - sources:\n      - model: {m}\n        layer_range: [0, 24]\n      - model: {m}\n        layer_range: [0, 24]\nmerge_method: slerp\nbase_model: {m}\nparameters:\n  t:\n    - filter: self_attn\n      value: [0, 0.5, 0.3, 0.7, 1]\n    - filter: mlp\n      value: [1, 0.5, 0.7, 0.3, 0]\n    - value: 0.5\ndtype: float16\n"
+    );
+    for (name, yaml) in [("ties", ties), ("slerp", slerp)] {
+        let out = tmp(&format!("example-{name}.gguf"));
+        let j = stdout_json(&merge(&yaml, &out));
+        assert_eq!(j["layers"], 24, "{name}");
+        let g = Gguf::open(&out).unwrap();
+        for t in ["blk.3.attn_q.weight", "blk.20.ffn_down.weight"] {
+            let (a, b) = (f32s(&src, t), f32s(&g, t));
+            for (x, y) in a.iter().zip(&b) {
+                let want = half::f16::from_f32(*x).to_f32();
+                assert!(
+                    (want - y).abs() <= 1e-3 * want.abs().max(1e-4),
+                    "{name} {t}: {y} vs {want}"
+                );
+            }
+        }
+        std::fs::remove_file(&out).unwrap();
+    }
+}
