@@ -18,7 +18,7 @@ W=${1:-$HOME/.cache/apr/quality}
 CHUNKS=${CHUNKS:--1}
 T=${THREADS:-2}
 TYPES=${TYPES:-"Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 Q3_K_M Q2_K"}
-ITYPES=${ITYPES:-"Q4_K_M Q3_K_M Q2_K Q4_0"}
+ITYPES=${ITYPES:-"Q4_K_M Q3_K_M Q2_K Q4_0 Q6_K Q5_K_M Q8_0"}
 mkdir -p "$W"
 log() { echo "[$(date +%T)] $*" | tee -a "$W/progress.log"; }
 
