@@ -183,18 +183,25 @@ fn safetensors_out_and_in() {
 }
 
 /// mergekit's documented examples (examples/ties.yml and gradient-slerp.yml in its
-/// repository), every model path replaced by the real 0.5B: they run, and since every model
-/// is the same one, give the model back (f16-rounded).
+/// repository), every model path replaced by a link to the real 0.5B (distinct paths: a path
+/// named twice is one model, for us as for mergekit): they run, and since every model is the
+/// same one, give the model back (f16-rounded).
 #[test]
 fn mergekit_examples_run() {
-    let m = qwen05();
-    let m = m.to_str().unwrap();
-    let src = Gguf::open(m).unwrap();
+    let real = qwen05();
+    let src = Gguf::open(&real).unwrap();
+    let link = |n: &str| {
+        let p = tmp(&format!("{n}.gguf"));
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(&real, &p).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (a, b, c, m) = (link("a"), link("b"), link("c"), link("base"));
     let ties = format!(
-        "models:\n  - model: {m}\n    parameters:\n      density: [1, 0.7, 0.1]\n      weight: 1.0\n  - model: {m}\n    parameters:\n      density: 0.5\n      weight: [0, 0.3, 0.7, 1]\n  - model: {m}\n    parameters:\n      density: 0.33\n      weight:\n        - filter: mlp\n          value: 0.5\n        - value: 0\nmerge_method: ties\nbase_model: {m}\nparameters:\n  normalize: true\n  int8_mask: true\ndtype: float16\n"
+        "models:\n  - model: {a}\n    parameters:\n      density: [1, 0.7, 0.1]\n      weight: 1.0\n  - model: {b}\n    parameters:\n      density: 0.5\n      weight: [0, 0.3, 0.7, 1]\n  - model: {c}\n    parameters:\n      density: 0.33\n      weight:\n        - filter: mlp\n          value: 0.5\n        - value: 0\nmerge_method: ties\nbase_model: {m}\nparameters:\n  normalize: true\n  int8_mask: true\ndtype: float16\n"
     );
     let slerp = format!(
-        "slices:\n  - sources:\n      - model: {m}\n        layer_range: [0, 24]\n      - model: {m}\n        layer_range: [0, 24]\nmerge_method: slerp\nbase_model: {m}\nparameters:\n  t:\n    - filter: self_attn\n      value: [0, 0.5, 0.3, 0.7, 1]\n    - filter: mlp\n      value: [1, 0.5, 0.7, 0.3, 0]\n    - value: 0.5\ndtype: float16\n"
+        "slices:\n  - sources:\n      - model: {m}\n        layer_range: [0, 24]\n      - model: {a}\n        layer_range: [0, 24]\nmerge_method: slerp\nbase_model: {m}\nparameters:\n  t:\n    - filter: self_attn\n      value: [0, 0.5, 0.3, 0.7, 1]\n    - filter: mlp\n      value: [1, 0.5, 0.7, 0.3, 0]\n    - value: 0.5\ndtype: float16\n"
     );
     for (name, yaml) in [("ties", ties), ("slerp", slerp)] {
         let out = tmp(&format!("example-{name}.gguf"));
