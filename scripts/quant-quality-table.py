@@ -59,14 +59,23 @@ for t in TYPES:
     print(f"| {t} | {size('apr-' + t):.3f} | {a['ppl']:.4f} | {(a['ratio'] - 1) * 100:+.2f}% | "
           f"{a['kld']:.5f} | {a['top']:.2f}% | {same} |")
 
-k = int(os.environ.get("ICHUNKS", "32"))
-print(f"\nWith `--imatrix`, the first {k} chunks:\n")
+def last_chunk(name):
+    k = 0
+    for line in open(os.path.join(W, f"{name}.ppl.log")):
+        f = line.split()
+        if len(f) >= 15 and f[0].isdigit():
+            k = int(f[0])
+    return k
+
+
+print("\nWith `--imatrix` (each row over the chunks its run measured):\n")
 print("| type | without: PPL | mean KLD | same top | with: PPL | mean KLD | same top | PPL change |")
 print("|---|---|---|---|---|---|---|---|")
 for t in TYPES:
     i = stats(f"apr-{t}-imat")
     if i is None:
         continue
+    k = last_chunk(f"apr-{t}-imat")
     p, kl, top = chunk_row(f"apr-{t}", k)
-    print(f"| {t} | {p:.4f} | {kl:.5f} | {top:.2f}% | {i['ppl']:.4f} | {i['kld']:.5f} | "
+    print(f"| {t} ({k} chunks) | {p:.4f} | {kl:.5f} | {top:.2f}% | {i['ppl']:.4f} | {i['kld']:.5f} | "
           f"{i['top']:.2f}% | {(i['ppl'] / p - 1) * 100:+.2f}% |")

@@ -72,8 +72,7 @@ if [ ! -f "$W/imatrix.gguf" ]; then
 fi
 for t in $ITYPES; do
     [ -f "$W/apr-$t-imat.gguf" ] || { log "apr quantize --imatrix $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t-imat.gguf" --type "$t" --imatrix "$W/imatrix.gguf" -t "$T" >/dev/null 2>&1; }
-    # The first ICHUNKS chunks (the plain files' per-chunk rows give their figures over the
-    # same chunks for the comparison).
-    kld "apr-$t-imat" "$W/apr-$t-imat.gguf" --chunks "${ICHUNKS:-32}"
+    # The same chunks as the plain files (llama-perplexity takes them from the base logits).
+    kld "apr-$t-imat" "$W/apr-$t-imat.gguf"
 done
 log "all done"
