@@ -9,7 +9,7 @@ use super::mask::{select, Group};
 use super::{PruneError, Result, WeightJob};
 
 /// `|W|`, the lowest of the whole matrix zeroed.
-pub fn magnitude(w: &mut [f32], cols: usize, job: &mut WeightJob) -> Result<()> {
+pub fn magnitude(w: &mut [f32], cols: usize, job: &WeightJob) -> Result<()> {
     let scores: Vec<f32> = w.iter().map(|v| v.abs()).collect();
     let mask = select(&scores, cols, Group::Tensor, job.sparsity, job.pattern)?;
     apply(w, &mask);
@@ -17,7 +17,7 @@ pub fn magnitude(w: &mut [f32], cols: usize, job: &mut WeightJob) -> Result<()> 
 }
 
 /// `|W_ij| * sqrt(sum_t x_tj^2)`, the lowest of each output row zeroed.
-pub fn wanda(w: &mut [f32], cols: usize, job: &mut WeightJob) -> Result<()> {
+pub fn wanda(w: &mut [f32], cols: usize, job: &WeightJob) -> Result<()> {
     let stats = job
         .stats
         .ok_or_else(|| PruneError::Invalid("wanda needs calibration statistics".to_string()))?;

@@ -463,7 +463,7 @@ fn prune_weights(
             let (rows, cols) = (lin.rows, lin.cols);
             let mut w = vec![0f32; rows * cols];
             quant::dequantize(lin.ty, lin.data.bytes(), &mut w)?; // [rows, cols]
-            let mut job = WeightJob {
+            let job = WeightJob {
                 weight: &lin.name,
                 stats: stats.as_ref(),
                 sparsity,
@@ -471,8 +471,8 @@ fn prune_weights(
                 threads,
             };
             match m.kind {
-                Kind::Magnitude => methods::magnitude(&mut w, cols, &mut job)?,
-                Kind::Wanda => methods::wanda(&mut w, cols, &mut job)?,
+                Kind::Magnitude => methods::magnitude(&mut w, cols, &job)?,
+                Kind::Wanda => methods::wanda(&mut w, cols, &job)?,
                 Kind::SparseGpt => {
                     if !hinv.contains_key(&input) {
                         let x = stats
@@ -484,7 +484,7 @@ fn prune_weights(
                         let h = sparsegpt::hessian_inverse(x, cols, threads, &input)?;
                         hinv.insert(input.clone(), h);
                     }
-                    sparsegpt::prune(&mut w, cols, &mut job, &hinv[&input])?
+                    sparsegpt::prune(&mut w, cols, &job, &hinv[&input])?
                 }
                 Kind::Blocks => unreachable!("blocks drops layers"),
             }

@@ -102,7 +102,7 @@ pub fn hessian_inverse(
 }
 
 /// Prunes `w: [rows, cols]` in place with the inverse Hessian of its input group.
-pub fn prune(w: &mut [f32], cols: usize, job: &mut WeightJob, hinv: &HessianInverse) -> Result<()> {
+pub fn prune(w: &mut [f32], cols: usize, job: &WeightJob, hinv: &HessianInverse) -> Result<()> {
     let rows = w.len() / cols;
     let u = &hinv.u;
     for row in w.chunks_exact_mut(cols) {

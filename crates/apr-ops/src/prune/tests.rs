@@ -33,7 +33,7 @@ fn stats_with(sum2: &[f64]) -> ActivationStats {
 fn magnitude_zeroes_the_smallest_of_the_whole_matrix() {
     // [2, 3]: the three smallest |w| are 0.1, -0.2, 0.3, two of them in row 0.
     let mut w = vec![0.1, -0.2, 5.0, 0.3, -4.0, 6.0];
-    magnitude(&mut w, 3, &mut job(None, 0.5, None)).unwrap();
+    magnitude(&mut w, 3, &job(None, 0.5, None)).unwrap();
     assert_eq!(w, vec![0.0, 0.0, 5.0, 0.0, -4.0, 6.0]);
 }
 
@@ -42,13 +42,13 @@ fn wanda_weighs_by_the_input_norm_per_row() {
     // Input norms 10, 1, 1: |w| x norm = row 0 [1.5, 1, 3], row 1 [30, 0.5, 4].
     let st = stats_with(&[100.0, 1.0, 1.0]);
     let mut w = vec![0.15, 1.0, -3.0, 3.0, 0.5, 4.0];
-    wanda(&mut w, 3, &mut job(Some(&st), 0.34, None)).unwrap();
+    wanda(&mut w, 3, &job(Some(&st), 0.34, None)).unwrap();
     // floor(3 x 0.34) = 1 per row: row 0 drops its second weight (score 1) and keeps the
     // smaller 0.15, whose input is ten times as large; row 1 drops its second (score 0.5).
     assert_eq!(w, vec![0.15, 0.0, -3.0, 3.0, 0.0, 4.0]);
     // Magnitude on the same matrix and sparsity drops the two smallest |w| overall.
     let mut m = vec![0.15, 1.0, -3.0, 3.0, 0.5, 4.0];
-    magnitude(&mut m, 3, &mut job(None, 0.34, None)).unwrap();
+    magnitude(&mut m, 3, &job(None, 0.34, None)).unwrap();
     assert_eq!(m, vec![0.0, 1.0, -3.0, 3.0, 0.0, 4.0]);
 }
 
@@ -57,7 +57,7 @@ fn wanda_two_four_keeps_two_of_every_four() {
     let st = stats_with(&[1.0, 4.0, 1.0, 9.0, 1.0, 1.0, 1.0, 1.0]);
     let mut w = vec![1.0, 1.0, 1.5, 1.0, -1.0, 2.0, -3.0, 0.5];
     let p = Pattern::parse("2:4").unwrap();
-    wanda(&mut w, 8, &mut job(Some(&st), 0.5, Some(p))).unwrap();
+    wanda(&mut w, 8, &job(Some(&st), 0.5, Some(p))).unwrap();
     // Group 0 scores [1, 2, 1.5, 3]: drop 0 and 2. Group 1 [1, 2, 3, 0.5]: drop 3 and 0.
     assert_eq!(w, vec![0.0, 1.0, 0.0, 1.0, 0.0, 2.0, -3.0, 0.0]);
 }
@@ -100,7 +100,7 @@ fn sparsegpt_two_columns_is_the_obs_update() {
     let (w1, w2) = (0.05f32, 1.0f32);
     let hinv = hessian_inverse(&x, 2, 1, "x").unwrap();
     let mut w = vec![w1, w2];
-    sparsegpt(&mut w, 2, &mut job(None, 0.5, None), &hinv).unwrap();
+    sparsegpt(&mut w, 2, &job(None, 0.5, None), &hinv).unwrap();
     let want = w2 as f64 + w1 as f64 * h12 / h22;
     assert_eq!(w[0], 0.0);
     assert!((w[1] as f64 - want).abs() < 1e-5, "{} vs {want}", w[1]);
@@ -138,7 +138,7 @@ fn sparsegpt_beats_zeroing_alone_and_holds_the_sparsity() {
     let hinv = hessian_inverse(&x, cols, 2, "x").unwrap();
     for pattern in [None, Some(Pattern { n: 2, m: 4 })] {
         let mut v = w.clone();
-        sparsegpt(&mut v, cols, &mut job(None, 0.5, pattern), &hinv).unwrap();
+        sparsegpt(&mut v, cols, &job(None, 0.5, pattern), &hinv).unwrap();
         let zeros = v.iter().filter(|&&a| a == 0.0).count();
         match pattern {
             // floor(rows x 128 x 0.5) in the first block, floor(rows x 32 x 0.5) in the second.
@@ -172,7 +172,7 @@ fn sparsegpt_zeroes_dead_inputs() {
     let hinv = hessian_inverse(&x, 4, 1, "x").unwrap();
     assert_eq!(hinv.dead, vec![false, false, true, false]);
     let mut w = vec![1.0, 2.0, 3.0, 4.0];
-    sparsegpt(&mut w, 4, &mut job(None, 0.25, None), &hinv).unwrap();
+    sparsegpt(&mut w, 4, &job(None, 0.25, None), &hinv).unwrap();
     assert_eq!(w[2], 0.0);
 }
 
