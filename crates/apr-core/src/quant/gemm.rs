@@ -74,6 +74,8 @@ mod avx2 {
             GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => cols / 32 * k::LEGACY_UNIT,
             GgmlType::Q4K => cols / 256 * k::Q4K_UNIT,
             GgmlType::Q6K => cols / 256 * k::Q6K_UNIT,
+            // Float panels are packed one column block at a time (see `float_panels`).
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => FLOAT_KC.min(cols) * 32,
             _ => return None,
         })
     }
@@ -115,6 +117,15 @@ mod avx2 {
         out: &mut [f32],
         ldo: usize,
     ) -> usize {
+        let float = match ty {
+            GgmlType::F32 => Some(k::FloatWeights::F32),
+            GgmlType::F16 => Some(k::FloatWeights::F16),
+            GgmlType::BF16 => Some(k::FloatWeights::Bf16),
+            _ => None,
+        };
+        if let Some(fw) = float {
+            return float_panels(fw, cols, w, rb, m, x, xb, n, out, ldo);
+        }
         let Some(pb) = panel_bytes(ty, cols) else {
             return 0;
         };
@@ -150,6 +161,70 @@ mod avx2 {
                         token_tiles!(gemm_q6_k; cols / 256, pp, xp, xb, n, o, ldo);
                     }
                     _ => unreachable!("panel_bytes covers the same types"),
+                }
+            }
+        }
+        panels * k::PANEL
+    }
+
+    /// Columns per block of a float panel: the block's activations of every token (n x 256
+    /// f32, 512 KiB at n = 512) stay in L2 while the panels run past them, and each 8-row
+    /// panel block (8 KiB) in L1.
+    pub const FLOAT_KC: usize = 256;
+
+    /// Float weights (F32/F16/BF16) against F32 activations: for each column block, every
+    /// 8-row panel is converted to f32 once and runs against all `n` tokens, up to 8 at a
+    /// time; later blocks accumulate into `out`. Returns the rows done (whole panels).
+    #[allow(clippy::too_many_arguments)]
+    fn float_panels(
+        ty: k::FloatWeights,
+        cols: usize,
+        w: &[u8],
+        rb: usize,
+        m: usize,
+        x: &[u8],
+        xb: usize,
+        n: usize,
+        out: &mut [f32],
+        ldo: usize,
+    ) -> usize {
+        let panels = m / k::PANEL;
+        let mut panel = vec![0f32; FLOAT_KC * k::PANEL];
+        let (pp, xp, op) = (panel.as_mut_ptr(), x.as_ptr(), out.as_mut_ptr());
+        for c0 in (0..cols).step_by(FLOAT_KC) {
+            let kc = FLOAT_KC.min(cols - c0);
+            let first = c0 == 0;
+            for p in 0..panels {
+                // SAFETY: avx2/fma/f16c are present (caller checked); gemm checked that w
+                // holds m rows of rb bytes (cols elements) and x n rows of xb bytes (cols f32);
+                // the panel buffer holds FLOAT_KC * 8 floats >= kc * 8; out holds
+                // (n - 1) * ldo + m floats and this panel writes columns 8p..8p+8 <= m.
+                unsafe {
+                    k::pack_float(ty, w.as_ptr().add(p * k::PANEL * rb), rb, c0, kc, pp);
+                    let xr = |t: usize| (xp.add(t * xb) as *const f32).add(c0);
+                    let or = |t: usize| op.add(t * ldo + p * k::PANEL);
+                    let mut t = 0;
+                    while t + 8 <= n {
+                        let xs: [*const f32; 8] = std::array::from_fn(|j| xr(t + j));
+                        let os: [*mut f32; 8] = std::array::from_fn(|j| or(t + j));
+                        k::gemm_float::<8>(kc, pp, xs, os, first);
+                        t += 8;
+                    }
+                    macro_rules! tail {
+                        ($($r:literal)*) => {
+                            match n - t {
+                                $($r => k::gemm_float::<$r>(
+                                    kc,
+                                    pp,
+                                    std::array::from_fn(|j| xr(t + j)),
+                                    std::array::from_fn(|j| or(t + j)),
+                                    first,
+                                ),)*
+                                _ => {}
+                            }
+                        };
+                    }
+                    tail!(1 2 3 4 5 6 7);
                 }
             }
         }

@@ -332,3 +332,103 @@ pub unsafe fn gemm_q6_k<const RN: usize>(
         _mm256_storeu_ps(out[j], _mm256_add_ps(u0, u1));
     }
 }
+
+/// The float weight types [`pack_float`] reads.
+#[derive(Clone, Copy)]
+pub enum FloatWeights {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl FloatWeights {
+    fn elem_bytes(self) -> usize {
+        match self {
+            FloatWeights::F32 => 4,
+            FloatWeights::F16 | FloatWeights::Bf16 => 2,
+        }
+    }
+}
+
+/// 8 float weights at `p` as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_float8(ty: FloatWeights, p: *const u8) -> __m256 {
+    match ty {
+        FloatWeights::F32 => _mm256_loadu_ps(p as *const f32),
+        FloatWeights::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+        FloatWeights::Bf16 => _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)),
+            16,
+        )),
+    }
+}
+
+/// One float weight at `p` as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_float1(ty: FloatWeights, p: *const u8) -> f32 {
+    match ty {
+        FloatWeights::F32 => (p as *const f32).read_unaligned(),
+        FloatWeights::F16 => f16_at_ptr(p),
+        FloatWeights::Bf16 => f32::from_bits(((p as *const u16).read_unaligned() as u32) << 16),
+    }
+}
+
+/// Packs columns `c0..c0 + kc` of 8 float rows (`rb` bytes apart from `w`) as f32, column by
+/// column: `dst[8 c + r]` = row r, column `c0 + c`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn pack_float(
+    ty: FloatWeights,
+    w: *const u8,
+    rb: usize,
+    c0: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
+    let eb = ty.elem_bytes();
+    let k8 = kc / 8 * 8;
+    for c in (0..k8).step_by(8) {
+        let v: [__m256i; 8] = std::array::from_fn(|r| {
+            _mm256_castps_si256(load_float8(ty, w.add(r * rb + (c0 + c) * eb)))
+        });
+        for (g, t) in transpose8(v).iter().enumerate() {
+            _mm256_storeu_si256(dst.add(8 * (c + g)) as *mut __m256i, *t);
+        }
+    }
+    for c in k8..kc {
+        for r in 0..PANEL {
+            *dst.add(8 * c + r) = load_float1(ty, w.add(r * rb + (c0 + c) * eb));
+        }
+    }
+}
+
+/// A float panel (packed by [`pack_float`], `kc` columns) against RN (1..=8) f32 activation
+/// rows: `out[j][r] (+)= Σ_c panel[c][r] · xs[j][c]`, one broadcast per activation element
+/// feeding all 8 rows. `first`: start from zero rather than from `out` (the column blocks of
+/// a long row accumulate into `out`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_float<const RN: usize>(
+    kc: usize,
+    panel: *const f32,
+    xs: [*const f32; RN],
+    out: [*mut f32; RN],
+    first: bool,
+) {
+    let mut acc = [_mm256_setzero_ps(); RN];
+    if !first {
+        for j in 0..RN {
+            acc[j] = _mm256_loadu_ps(out[j]);
+        }
+    }
+    for c in 0..kc {
+        let wv = _mm256_loadu_ps(panel.add(8 * c));
+        for j in 0..RN {
+            let x = _mm256_set1_ps(xs[j].add(c).read_unaligned());
+            acc[j] = _mm256_fmadd_ps(wv, x, acc[j]);
+        }
+    }
+    for j in 0..RN {
+        _mm256_storeu_ps(out[j], acc[j]);
+    }
+}
