@@ -6,6 +6,7 @@
 # whose result exists is skipped. Hours on 2 cores; minutes on a 16-core machine.
 #   scripts/prune-table.sh [WORKDIR] [STEP...]   (steps: base magnitude50 wanda50 wanda24
 #                                                 sparsegpt50 blocks4; default all)
+#   PRUNE_ARGS="--type q8_0" writes Q8_0 outputs (faster to score than f16).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 APR=${APR:-$ROOT/target/release/apr}
@@ -32,7 +33,7 @@ prune() { # prune NAME ARGS...
     if [ ! -f "$W/$name.gguf" ]; then
         log "prune $name: $*"
         /usr/bin/time -v "$APR" prune "$W/f16.gguf" "$W/$name.gguf" --calib "$DATA/calib-code.py.txt" \
-            -t "$T" --json "$@" >"$W/$name.prune.json" 2>"$W/$name.prune.log"
+            -t "$T" --json ${PRUNE_ARGS:-} "$@" >"$W/$name.prune.json" 2>"$W/$name.prune.log"
         log "pruned $name: $(grep -E 'Elapsed|Maximum resident' "$W/$name.prune.log" | tr -s ' ' | tr '\n' ' ')"
     fi
     ppl "$name" "$W/$name.gguf"

@@ -14,6 +14,18 @@ fn tmp(name: &str) -> std::path::PathBuf {
     d.join(name)
 }
 
+/// Removes its paths (files or directories) when dropped, also when a test fails: the
+/// pruned 0.5B outputs are about 1 GB each.
+struct Cleanup(Vec<std::path::PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir_all(p));
+        }
+    }
+}
+
 fn f32s(g: &Gguf, name: &str) -> (Vec<f32>, usize) {
     let t = g.tensor_info(name).unwrap_or_else(|| panic!("no {name}"));
     let mut v = vec![0f32; t.n_elements() as usize];
@@ -56,6 +68,9 @@ fn prune(args: &[&str]) -> serde_json::Value {
 #[test]
 fn wanda_beats_magnitude_and_holds_its_pattern() {
     let wanda = tmp("wanda.gguf");
+    let two4 = tmp("wanda24.gguf");
+    let mag = tmp("magnitude.gguf");
+    let _clean = Cleanup(vec![wanda.clone(), two4.clone(), mag.clone()]);
     let w = wanda.to_str().unwrap();
     let j = prune(&[
         w,
@@ -91,7 +106,6 @@ fn wanda_beats_magnitude_and_holds_its_pattern() {
     let (src_emb, _) = f32s(&Gguf::open(qwen05()).unwrap(), "token_embd.weight");
     assert!(zeros(&emb) <= zeros(&src_emb) + emb.len() / 1000);
 
-    let two4 = tmp("wanda24.gguf");
     let j = prune(&[
         two4.to_str().unwrap(),
         "--method",
@@ -112,7 +126,6 @@ fn wanda_beats_magnitude_and_holds_its_pattern() {
         assert!(grp.iter().filter(|&&x| x == 0.0).count() >= 2);
     }
 
-    let mag = tmp("magnitude.gguf");
     prune(&[
         mag.to_str().unwrap(),
         "--method",
@@ -136,6 +149,7 @@ fn wanda_beats_magnitude_and_holds_its_pattern() {
 #[test]
 fn blocks_drop_two_and_renumber() {
     let out = tmp("blocks.gguf");
+    let _clean = Cleanup(vec![out.clone()]);
     let j = prune(&[
         out.to_str().unwrap(),
         "--method",
@@ -177,6 +191,7 @@ fn blocks_drop_two_and_renumber() {
 fn safetensors_output_is_the_same_model() {
     let gguf = tmp("mag16.gguf");
     let dir = tmp("mag16-hf");
+    let _clean = Cleanup(vec![gguf.clone(), dir.clone()]);
     for (out, fmt) in [(&gguf, "gguf"), (&dir, "safetensors")] {
         prune(&[
             out.to_str().unwrap(),
@@ -198,6 +213,7 @@ fn bad_options_fail_with_a_message() {
     let m = qwen05();
     let m = m.to_str().unwrap();
     let out = tmp("bad.gguf");
+    let _clean = Cleanup(vec![out.clone()]);
     let o = out.to_str().unwrap();
     for (args, msg) in [
         (
@@ -241,4 +257,113 @@ fn bad_options_fail_with_a_message() {
         assert!(stderr(&r).contains(msg), "{a:?}: {}", stderr(&r));
     }
     assert!(!out.exists());
+}
+
+/// The tensor bytes of a GGUF file by name (metadata differs between runs: provenance).
+fn tensor_bytes(p: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let g = Gguf::open(p).unwrap();
+    g.tensors
+        .iter()
+        .map(|t| (t.name.clone(), g.tensor_data(t).to_vec()))
+        .collect()
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_model() {
+    let whole = tmp("resume-whole.gguf");
+    let cut = tmp("resume-cut.gguf");
+    let partial = tmp("resume-cut.gguf.prune-partial");
+    let _clean = Cleanup(vec![whole.clone(), cut.clone(), partial.clone()]);
+    let _ = std::fs::remove_dir_all(&partial);
+    let m = qwen05();
+    let calib = shared().join("data/calib-code.py.txt");
+    let args = |out: &std::path::Path, sparsity: &str| -> Vec<String> {
+        [
+            "prune",
+            m.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--method",
+            "wanda",
+            "--sparsity",
+            sparsity,
+            "--calib",
+            calib.to_str().unwrap(),
+            "--calib-samples",
+            "4",
+            "--calib-len",
+            "128",
+            "-t",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |a: &[String]| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        apr(&a)
+    };
+    let out = run(&args(&whole, "0.5"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !tmp("resume-whole.gguf.prune-partial").exists(),
+        "the checkpoint goes once the output is written"
+    );
+
+    // Stop a run once its checkpoint says three layers are done.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_apr"))
+        .args(args(&cut, "0.5"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = partial.join("state.json");
+    let t0 = std::time::Instant::now();
+    loop {
+        let done = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|j| j["layers_done"].as_u64())
+            .unwrap_or(0);
+        if done >= 3 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before layer 3"
+        );
+        assert!(
+            t0.elapsed().as_secs() < 600,
+            "no checkpoint after 10 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cut.exists(), "an interrupted run leaves no output");
+
+    // Another job does not take the checkpoint...
+    let other = tmp("resume-other.gguf");
+    let _clean2 = Cleanup(vec![other.clone()]);
+    std::fs::create_dir_all(tmp("resume-other.gguf.prune-partial")).unwrap();
+    std::fs::copy(&state, tmp("resume-other.gguf.prune-partial/state.json")).unwrap();
+    let out = run(&args(&other, "0.4"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to another job"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("resuming"));
+
+    // ...the same job does, and ends with the model an uninterrupted run writes.
+    let out = run(&args(&cut, "0.5"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("prune: resuming after "), "{err}");
+    assert!(!partial.exists());
+    let (a, b) = (tensor_bytes(&whole), tensor_bytes(&cut));
+    assert_eq!(a.len(), b.len());
+    for (name, bytes) in &a {
+        assert!(b[name] == *bytes, "{name} differs after resuming");
+    }
 }

@@ -22,6 +22,7 @@ use crate::convert::{self, ConvertError};
 pub mod blocks;
 pub mod mask;
 mod methods;
+pub mod resume;
 pub mod sparsegpt;
 
 #[cfg(test)]
@@ -237,6 +238,7 @@ pub fn prune(
         src.derive(meta, tensors)?
     } else {
         let (ty, _) = out_ty.expect("weight methods have a type");
+        let ckpt = resume::Checkpoint::new(out, job_key(&engine, o, ty, prov));
         let pruned = prune_weights(
             &mut engine,
             m,
@@ -244,6 +246,7 @@ pub fn prune(
             sparsity,
             o,
             ty,
+            &ckpt,
             &mut report,
             progress,
         )?;
@@ -279,10 +282,38 @@ pub fn prune(
         (_, None) => convert::write_gguf_as_is(&image, out, prov)?,
     };
     progress("write", 1, 1);
+    if m.kind != Kind::Blocks {
+        resume::Checkpoint::new(out, String::new()).remove();
+    }
     report.output = r.output;
     report.bytes = r.bytes;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// What makes two weight-pruning runs the same job: the source's bytes, the method and its
+/// options, the calibration text, the output type, the KV cache type and the apr
+/// version (threads only change float summation order).
+fn job_key(engine: &Engine, o: &PruneOptions, ty: GgmlType, prov: &Provenance) -> String {
+    use sha2::{Digest, Sha256};
+    let calib: String = match &o.calib {
+        Some(text) => Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        None => String::new(),
+    };
+    format!(
+        "source {} | {} sparsity {:?} pattern {:?} | calib {calib} {}x{} | {ty} | kv {:?} | apr {}",
+        prov.source_sha256,
+        o.method.to_ascii_lowercase(),
+        o.sparsity,
+        o.pattern,
+        o.calib_samples,
+        o.calib_len,
+        engine.kv_type,
+        prov.version
+    )
 }
 
 /// Checks the options (all but the calibration text) before any work starts.
@@ -422,20 +453,65 @@ fn prune_weights(
     sparsity: f64,
     o: &PruneOptions,
     ty: GgmlType,
+    ckpt: &resume::Checkpoint,
     report: &mut PruneReport,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Pruned> {
     let n_layer = engine.model.layers.len();
-    let mut xs = samples
-        .iter()
-        .map(|s| embed(engine, s))
-        .collect::<Result<Vec<_>>>()?;
+    let lens: Vec<usize> = samples.iter().map(Vec::len).collect();
+    let mut restored = ckpt.restore(&lens, engine.model.cfg.hidden)?;
+    if let Some(r) = &restored {
+        let need_hidden = m.calibrated() && r.layers_done < n_layer;
+        if r.layers_done > n_layer || (need_hidden && r.hidden.is_none()) {
+            ckpt.remove();
+            restored = None;
+        }
+    }
+    let mut pruned = Pruned::new();
+    let (mut zeros, mut total) = (0u64, 0u64);
+    let mut start = 0;
+    let mut xs = Vec::new();
+    if let Some(r) = restored {
+        eprintln!(
+            "prune: resuming after {} of {n_layer} layers ({})",
+            r.layers_done,
+            ckpt.dir().display()
+        );
+        let mut saved: BTreeMap<String, (GgmlType, Vec<u8>)> = r
+            .matrices
+            .into_iter()
+            .map(|(n, t, b)| (n, (t, b)))
+            .collect();
+        for layer in &mut engine.model.layers[..r.layers_done] {
+            for (lin, _) in layer_weights(layer) {
+                let (t, bytes) = saved.remove(&lin.name).ok_or_else(|| {
+                    PruneError::Invalid(format!("the checkpoint lacks {}", lin.name))
+                })?;
+                let bytes = Arc::new(bytes);
+                *lin = Linear::from_bytes(
+                    &lin.name,
+                    t,
+                    lin.rows,
+                    lin.cols,
+                    bytes.clone(),
+                    lin.bias.take(),
+                )?;
+                pruned.insert(lin.name.clone(), (t, bytes));
+            }
+        }
+        (zeros, total, start) = (r.zeros, r.total, r.layers_done);
+        report.matrices_pruned = r.matrices_pruned;
+        xs = r.hidden.unwrap_or_default();
+    } else if m.calibrated() {
+        xs = samples
+            .iter()
+            .map(|s| embed(engine, s))
+            .collect::<Result<Vec<_>>>()?;
+    }
     let ctx = samples.iter().map(Vec::len).max().unwrap_or(1);
     let mut cache = KvCache::with_type(&engine.model.cfg, ctx, engine.kv_type);
     let mut scratch = Scratch::default();
-    let mut pruned = Pruned::new();
-    let (mut zeros, mut total) = (0u64, 0u64);
-    for li in 0..n_layer {
+    for li in start..n_layer {
         progress("prune", li, n_layer);
         let stats = if m.calibrated() {
             let mut st = ActivationStats::new(false);
@@ -506,13 +582,25 @@ fn prune_weights(
         }
         drop(hinv);
         drop(stats);
-        if m.calibrated() && li + 1 < n_layer {
+        let forward = m.calibrated() && li + 1 < n_layer;
+        if forward {
             for x in xs.iter_mut() {
                 engine
                     .model
                     .forward_layer(&engine.pool, &mut cache, &mut scratch, li, x)?;
             }
         }
+        let mut done = Vec::new();
+        for (lin, _) in layer_weights(&mut engine.model.layers[li]) {
+            let (t, b) = &pruned[&lin.name];
+            done.push((lin.name.clone(), *t, b.clone()));
+        }
+        let done: Vec<(&str, GgmlType, &[u8])> = done
+            .iter()
+            .map(|(n, t, b)| (n.as_str(), *t, b.as_slice()))
+            .collect();
+        let hidden = forward.then_some(xs.as_slice());
+        ckpt.save_layer(li, &done, hidden, zeros, total, report.matrices_pruned)?;
     }
     progress("prune", n_layer, n_layer);
     report.sparsity = zeros as f64 / total.max(1) as f64;
