@@ -23,13 +23,15 @@ const GEMV_SHAPE: (usize, usize) = (4096, 1536);
 /// Prefill tokens.
 const GEMM_TOKENS: usize = 128;
 /// (type, weight rows, row length): the prefill matmuls of Qwen2.5 0.5B / 1.5B.
-const GEMM_SHAPES: [(GgmlType, usize, usize); 6] = [
+const GEMM_SHAPES: [(GgmlType, usize, usize); 8] = [
     (GgmlType::Q5_0, 4864, 896),
     (GgmlType::Q8_0, 896, 896),
     (GgmlType::Q6K, 896, 4864),
     (GgmlType::Q4K, 896, 4864),
     (GgmlType::Q4K, 1536, 1536),
     (GgmlType::Q6K, 1536, 8960),
+    (GgmlType::F16, 1536, 1536),
+    (GgmlType::BF16, 1536, 1536),
 ];
 const GEMV_TYPES: [GgmlType; 8] = [
     GgmlType::Q4K,

@@ -167,6 +167,78 @@ mod avx2 {
         panels * k::PANEL
     }
 
+    /// Runs the float kernel `$kern::<RN>` over all `n` tokens, 8 at a time: `$xr(t)` is token
+    /// t's activations at the block's first column, `$or(t)` its output at the panel's column.
+    macro_rules! float_tiles {
+        ($kern:ident; $kc:expr, $pp:expr, $xr:expr, $or:expr, $n:expr, $first:expr) => {{
+            let (xr, or) = ($xr, $or);
+            let mut t = 0;
+            while t + 8 <= $n {
+                k::$kern::<8>(
+                    $kc,
+                    $pp,
+                    std::array::from_fn(|j| xr(t + j)),
+                    std::array::from_fn(|j| or(t + j)),
+                    $first,
+                );
+                t += 8;
+            }
+            let (xs, os) = (|j: usize| xr(t + j), |j: usize| or(t + j));
+            match $n - t {
+                7 => k::$kern::<7>(
+                    $kc,
+                    $pp,
+                    std::array::from_fn(xs),
+                    std::array::from_fn(os),
+                    $first,
+                ),
+                6 => k::$kern::<6>(
+                    $kc,
+                    $pp,
+                    std::array::from_fn(xs),
+                    std::array::from_fn(os),
+                    $first,
+                ),
+                5 => k::$kern::<5>(
+                    $kc,
+                    $pp,
+                    std::array::from_fn(xs),
+                    std::array::from_fn(os),
+                    $first,
+                ),
+                4 => k::$kern::<4>(
+                    $kc,
+                    $pp,
+                    std::array::from_fn(xs),
+                    std::array::from_fn(os),
+                    $first,
+                ),
+                3 => k::$kern::<3>(
+                    $kc,
+                    $pp,
+                    std::array::from_fn(xs),
+                    std::array::from_fn(os),
+                    $first,
+                ),
+                2 => k::$kern::<2>(
+                    $kc,
+                    $pp,
+                    std::array::from_fn(xs),
+                    std::array::from_fn(os),
+                    $first,
+                ),
+                1 => k::$kern::<1>(
+                    $kc,
+                    $pp,
+                    std::array::from_fn(xs),
+                    std::array::from_fn(os),
+                    $first,
+                ),
+                _ => {}
+            }
+        }};
+    }
+
     /// Columns per block of a float panel: the block's activations of every token (n x 256
     /// f32, 512 KiB at n = 512) stay in L2 while the panels run past them, and each 8-row
     /// panel block (8 KiB) in L1.
@@ -189,42 +261,41 @@ mod avx2 {
         ldo: usize,
     ) -> usize {
         let panels = m / k::PANEL;
-        let mut panel = vec![0f32; FLOAT_KC * k::PANEL];
+        // Pairs of panels run 16 rows at a time on 512-bit registers where the CPU has them.
+        let pairs = if super::super::dot::has_avx512() {
+            panels / 2
+        } else {
+            0
+        };
+        let mut panel = vec![0f32; FLOAT_KC * 2 * k::PANEL];
         let (pp, xp, op) = (panel.as_mut_ptr(), x.as_ptr(), out.as_mut_ptr());
+        macro_rules! all_tokens {
+            ($kern:ident, $col:expr, $kc:expr, $c0:expr, $first:expr) => {{
+                let xr = |t: usize| (xp.add(t * xb) as *const f32).add($c0);
+                let or = |t: usize| op.add(t * ldo + $col);
+                float_tiles!($kern; $kc, pp, xr, or, n, $first);
+            }};
+        }
         for c0 in (0..cols).step_by(FLOAT_KC) {
             let kc = FLOAT_KC.min(cols - c0);
             let first = c0 == 0;
-            for p in 0..panels {
-                // SAFETY: avx2/fma/f16c are present (caller checked); gemm checked that w
-                // holds m rows of rb bytes (cols elements) and x n rows of xb bytes (cols f32);
-                // the panel buffer holds FLOAT_KC * 8 floats >= kc * 8; out holds
-                // (n - 1) * ldo + m floats and this panel writes columns 8p..8p+8 <= m.
+            let wp = |p: usize| w.as_ptr().wrapping_add(p * k::PANEL * rb);
+            // SAFETY (both loops): avx2/fma/f16c are present (caller checked), and avx512f
+            // where `pairs` > 0; gemm checked that w holds m rows of rb bytes (cols elements)
+            // and x n rows of xb bytes (cols f32); the panel buffer holds FLOAT_KC * 16 floats
+            // >= kc * 16; out holds (n - 1) * ldo + m floats and panel p writes columns
+            // 8p..8p+8 <= m (a pair 16p'..16p'+16 <= m).
+            for q in 0..pairs {
                 unsafe {
-                    k::pack_float(ty, w.as_ptr().add(p * k::PANEL * rb), rb, c0, kc, pp);
-                    let xr = |t: usize| (xp.add(t * xb) as *const f32).add(c0);
-                    let or = |t: usize| op.add(t * ldo + p * k::PANEL);
-                    let mut t = 0;
-                    while t + 8 <= n {
-                        let xs: [*const f32; 8] = std::array::from_fn(|j| xr(t + j));
-                        let os: [*mut f32; 8] = std::array::from_fn(|j| or(t + j));
-                        k::gemm_float::<8>(kc, pp, xs, os, first);
-                        t += 8;
-                    }
-                    macro_rules! tail {
-                        ($($r:literal)*) => {
-                            match n - t {
-                                $($r => k::gemm_float::<$r>(
-                                    kc,
-                                    pp,
-                                    std::array::from_fn(|j| xr(t + j)),
-                                    std::array::from_fn(|j| or(t + j)),
-                                    first,
-                                ),)*
-                                _ => {}
-                            }
-                        };
-                    }
-                    tail!(1 2 3 4 5 6 7);
+                    k::pack_float(ty, wp(2 * q), rb, c0, kc, pp, 16);
+                    k::pack_float(ty, wp(2 * q + 1), rb, c0, kc, pp.add(8), 16);
+                    all_tokens!(gemm_float16, 2 * q * k::PANEL, kc, c0, first);
+                }
+            }
+            for p in 2 * pairs..panels {
+                unsafe {
+                    k::pack_float(ty, wp(p), rb, c0, kc, pp, 8);
+                    all_tokens!(gemm_float, p * k::PANEL, kc, c0, first);
                 }
             }
         }

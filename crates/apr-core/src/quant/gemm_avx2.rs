@@ -376,7 +376,8 @@ unsafe fn load_float1(ty: FloatWeights, p: *const u8) -> f32 {
 }
 
 /// Packs columns `c0..c0 + kc` of 8 float rows (`rb` bytes apart from `w`) as f32, column by
-/// column: `dst[8 c + r]` = row r, column `c0 + c`.
+/// column: `dst[stride c + r]` = row r, column `c0 + c` (`stride` 8 for an AVX2 panel, 16 for
+/// two panels side by side for [`gemm_float16`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn pack_float(
     ty: FloatWeights,
@@ -385,6 +386,7 @@ pub unsafe fn pack_float(
     c0: usize,
     kc: usize,
     dst: *mut f32,
+    stride: usize,
 ) {
     let eb = ty.elem_bytes();
     let k8 = kc / 8 * 8;
@@ -393,12 +395,12 @@ pub unsafe fn pack_float(
             _mm256_castps_si256(load_float8(ty, w.add(r * rb + (c0 + c) * eb)))
         });
         for (g, t) in transpose8(v).iter().enumerate() {
-            _mm256_storeu_si256(dst.add(8 * (c + g)) as *mut __m256i, *t);
+            _mm256_storeu_si256(dst.add(stride * (c + g)) as *mut __m256i, *t);
         }
     }
     for c in k8..kc {
         for r in 0..PANEL {
-            *dst.add(8 * c + r) = load_float1(ty, w.add(r * rb + (c0 + c) * eb));
+            *dst.add(stride * c + r) = load_float1(ty, w.add(r * rb + (c0 + c) * eb));
         }
     }
 }
@@ -430,5 +432,34 @@ pub unsafe fn gemm_float<const RN: usize>(
     }
     for j in 0..RN {
         _mm256_storeu_ps(out[j], acc[j]);
+    }
+}
+
+/// [`gemm_float`] for 16 rows (two panels packed with stride 16) on 512-bit registers: twice
+/// the rows per broadcast. Needs avx512f besides this module's features; `out[j]` has room for
+/// 16 floats.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub unsafe fn gemm_float16<const RN: usize>(
+    kc: usize,
+    panel: *const f32,
+    xs: [*const f32; RN],
+    out: [*mut f32; RN],
+    first: bool,
+) {
+    let mut acc = [_mm512_setzero_ps(); RN];
+    if !first {
+        for j in 0..RN {
+            acc[j] = _mm512_loadu_ps(out[j]);
+        }
+    }
+    for c in 0..kc {
+        let wv = _mm512_loadu_ps(panel.add(16 * c));
+        for j in 0..RN {
+            let x = _mm512_set1_ps(xs[j].add(c).read_unaligned());
+            acc[j] = _mm512_fmadd_ps(wv, x, acc[j]);
+        }
+    }
+    for j in 0..RN {
+        _mm512_storeu_ps(out[j], acc[j]);
     }
 }
