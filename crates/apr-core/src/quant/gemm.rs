@@ -167,6 +167,16 @@ mod avx2 {
         panels * k::PANEL
     }
 
+    /// The last `$rem` (< 8) tokens of [`float_tiles`], one kernel call of RN = `$rem`.
+    macro_rules! float_tail {
+        ($kern:ident; $kc:expr, $pp:expr, $xs:expr, $os:expr, $first:expr, $rem:expr; $($r:literal)*) => {
+            match $rem {
+                $($r => k::$kern::<$r>($kc, $pp, std::array::from_fn($xs), std::array::from_fn($os), $first),)*
+                _ => {}
+            }
+        };
+    }
+
     /// Runs the float kernel `$kern::<RN>` over all `n` tokens, 8 at a time: `$xr(t)` is token
     /// t's activations at the block's first column, `$or(t)` its output at the panel's column.
     macro_rules! float_tiles {
@@ -184,58 +194,7 @@ mod avx2 {
                 t += 8;
             }
             let (xs, os) = (|j: usize| xr(t + j), |j: usize| or(t + j));
-            match $n - t {
-                7 => k::$kern::<7>(
-                    $kc,
-                    $pp,
-                    std::array::from_fn(xs),
-                    std::array::from_fn(os),
-                    $first,
-                ),
-                6 => k::$kern::<6>(
-                    $kc,
-                    $pp,
-                    std::array::from_fn(xs),
-                    std::array::from_fn(os),
-                    $first,
-                ),
-                5 => k::$kern::<5>(
-                    $kc,
-                    $pp,
-                    std::array::from_fn(xs),
-                    std::array::from_fn(os),
-                    $first,
-                ),
-                4 => k::$kern::<4>(
-                    $kc,
-                    $pp,
-                    std::array::from_fn(xs),
-                    std::array::from_fn(os),
-                    $first,
-                ),
-                3 => k::$kern::<3>(
-                    $kc,
-                    $pp,
-                    std::array::from_fn(xs),
-                    std::array::from_fn(os),
-                    $first,
-                ),
-                2 => k::$kern::<2>(
-                    $kc,
-                    $pp,
-                    std::array::from_fn(xs),
-                    std::array::from_fn(os),
-                    $first,
-                ),
-                1 => k::$kern::<1>(
-                    $kc,
-                    $pp,
-                    std::array::from_fn(xs),
-                    std::array::from_fn(os),
-                    $first,
-                ),
-                _ => {}
-            }
+            float_tail!($kern; $kc, $pp, xs, os, $first, $n - t; 1 2 3 4 5 6 7);
         }};
     }
 
