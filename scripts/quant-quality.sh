@@ -65,10 +65,15 @@ done
 
 if [ ! -f "$W/imatrix.gguf" ]; then
     log "apr imatrix"
-    # Collected on the Q8_0 file (our f16 prefill is slow; Q8_0 is within 0.1% of f16 in
-    # perplexity), 32 chunks of 512 tokens of the calibration text.
-    "$APR" imatrix "$W/apr-Q8_0.gguf" --data "$DATA/calib-code.py.txt" "$W/imatrix.gguf" \
-        --chunks "${IMATRIX_CHUNKS:-32}" -t "$T" >"$W/imatrix.log" 2>&1
+    # docs/quantization.md's first imatrix: the Q8_0 file, 32 chunks of 512 tokens of the
+    # calibration text. Its second: IMATRIX_SRC=f16 IMATRIX_CHUNKS=0 (the f16 source, the
+    # whole text).
+    src=$W/apr-${IMATRIX_SRC:-Q8_0}.gguf
+    [ "${IMATRIX_SRC:-}" = f16 ] && src=$W/f16.gguf
+    chunks=()
+    [ "${IMATRIX_CHUNKS:-32}" != 0 ] && chunks=(--chunks "${IMATRIX_CHUNKS:-32}")
+    "$APR" imatrix "$src" --data "$DATA/calib-code.py.txt" "$W/imatrix.gguf" \
+        "${chunks[@]}" -t "$T" >"$W/imatrix.log" 2>&1
 fi
 for t in $ITYPES; do
     [ -f "$W/apr-$t-imat.gguf" ] || { log "apr quantize --imatrix $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t-imat.gguf" --type "$t" --imatrix "$W/imatrix.gguf" -t "$T" >/dev/null 2>&1; }
