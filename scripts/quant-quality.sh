@@ -6,8 +6,7 @@
 # calibration text (never the evaluation text). Resumable: a step whose output exists is
 # skipped. Where the two tools' tensor data are equal (the tensors are compared with gguf-py),
 # llama-quantize's file is not measured again. Needs the peer llama.cpp build; takes hours on 2 cores (not in CI).
-#   scripts/quant-quality.sh [WORKDIR]     (CHUNKS=N limits the perplexity chunks; SEARCH=refine
-#   makes the imatrix rows with apr quantize --search refine)
+#   scripts/quant-quality.sh [WORKDIR]     (CHUNKS=N limits the perplexity chunks)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PEER=${LLAMA_CPP:-$HOME/.cache/apr/peer/llama.cpp}
@@ -76,13 +75,9 @@ if [ ! -f "$W/imatrix.gguf" ]; then
     "$APR" imatrix "$src" --data "$DATA/calib-code.py.txt" "$W/imatrix.gguf" \
         "${chunks[@]}" -t "$T" >"$W/imatrix.log" 2>&1
 fi
-# SEARCH=refine: the refined weighted search (apr quantize --search refine), files *-imat-refine.
-SEARCH=${SEARCH:-ggml}
-sfx=imat
-[ "$SEARCH" = ggml ] || sfx=imat-$SEARCH
 for t in $ITYPES; do
-    [ -f "$W/apr-$t-$sfx.gguf" ] || { log "apr quantize --imatrix --search $SEARCH $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t-$sfx.gguf" --type "$t" --imatrix "$W/imatrix.gguf" --search "$SEARCH" -t "$T" >/dev/null 2>&1; }
+    [ -f "$W/apr-$t-imat.gguf" ] || { log "apr quantize --imatrix $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t-imat.gguf" --type "$t" --imatrix "$W/imatrix.gguf" -t "$T" >/dev/null 2>&1; }
     # The same chunks as the plain files (llama-perplexity takes them from the base logits).
-    kld "apr-$t-$sfx" "$W/apr-$t-$sfx.gguf"
+    kld "apr-$t-imat" "$W/apr-$t-imat.gguf"
 done
 log "all done"

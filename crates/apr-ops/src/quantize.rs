@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use apr_core::pool::ThreadPool;
-use apr_core::quant::{can_encode, dequantize, quantize_rows_with, Search};
+use apr_core::quant::{can_encode, dequantize, quantize_rows};
 use apr_core::GgmlType;
 use apr_formats::{provenance, Gguf, GgufWriter, Provenance, TensorSpec, Value};
 
@@ -58,8 +58,6 @@ pub struct QuantizeOptions {
     pub ftype: FileType,
     /// The imatrix and the path it was read from (recorded in the output's metadata).
     pub imatrix: Option<(Imatrix, PathBuf)>,
-    /// How the importance-weighted blocks are searched (matters only with an imatrix).
-    pub search: Search,
     pub threads: usize,
     /// The command line, for the provenance keys.
     pub command: String,
@@ -213,7 +211,7 @@ pub fn quantize_file(
                 None => None,
             };
             used_imatrix = weights.is_some();
-            convert(&pool, d, src, ty, weights.as_deref(), opts.search)?
+            convert(&pool, d, src, ty, weights.as_deref())?
         };
         w.write(&d.name, &data).map_err(out_err)?;
         bytes += data.len() as u64;
@@ -246,12 +244,6 @@ fn tensor_weights(m: &Imatrix, d: &TensorDesc) -> Result<Option<Vec<f32>>, Quant
     let Some(w) = m.weights(&d.name) else {
         return Ok(None);
     };
-    // EXPERIMENT (temporary): APR_IMATRIX_SKIP=a,b skips tensors whose name contains a or b.
-    if let Ok(skip) = std::env::var("APR_IMATRIX_SKIP") {
-        if skip.split(',').any(|p| !p.is_empty() && d.name.contains(p)) {
-            return Ok(None);
-        }
-    }
     let ne2 = d.dims.get(2).copied().unwrap_or(1) as usize;
     let want = d.dims[0] as usize * ne2;
     if w.len() == want {
@@ -274,7 +266,6 @@ fn convert(
     src: &[u8],
     ty: GgmlType,
     weights: Option<&[f32]>,
-    search: Search,
 ) -> Result<Vec<u8>, QuantizeError> {
     let bad = |msg: String| QuantizeError::Tensor {
         name: d.name.clone(),
@@ -322,7 +313,7 @@ fn convert(
         let w = weights.map(|w| &w[mat * n_per_row..(mat + 1) * n_per_row]);
         let mut dst = parts[i].lock().unwrap_or_else(|p| p.into_inner());
         let src = &x[a * n_per_row..b * n_per_row];
-        if let Err(e) = quantize_rows_with(ty, src, n_per_row, w, search, &mut dst) {
+        if let Err(e) = quantize_rows(ty, src, n_per_row, w, &mut dst) {
             errors
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

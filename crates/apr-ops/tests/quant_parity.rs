@@ -72,7 +72,6 @@ fn options(ftype: &str, imatrix: Option<(Imatrix, PathBuf)>) -> QuantizeOptions 
     QuantizeOptions {
         ftype: FileType::from_name(ftype).unwrap(),
         imatrix,
-        search: Default::default(),
         threads: 2,
         command: format!("apr quantize --type {ftype}"),
     }

@@ -1,9 +1,8 @@
-//! `apr quantize IN OUT --type T [--imatrix FILE [--search ggml|refine]] [--threads N] [--json]`.
+//! `apr quantize IN OUT --type T [--imatrix FILE] [--threads N] [--json]`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use apr_core::quant::Search;
 use apr_ops::{quantize_file, FileType, Imatrix, QuantizeOptions};
 
 use crate::common::print_json;
@@ -20,11 +19,6 @@ pub struct Args {
     /// Importance matrix (llama-imatrix's GGUF or legacy .dat format)
     #[arg(long)]
     pub imatrix: Option<PathBuf>,
-    /// How importance-weighted blocks are searched: "ggml" (llama-quantize's searches, the
-    /// same bytes) or "refine" (Q3_K/Q4_K/Q5_K: several starts and a local search over the
-    /// stored scales, least importance-weighted error kept; docs/quantization.md)
-    #[arg(long, default_value = "ggml", value_parser = ["ggml", "refine"])]
-    pub search: String,
     /// Threads (default: all cores)
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -62,11 +56,6 @@ pub fn run(a: Args) -> Result<()> {
     let opts = QuantizeOptions {
         ftype,
         imatrix,
-        search: if a.search == "refine" {
-            Search::Refine
-        } else {
-            Search::Ggml
-        },
         threads,
         command,
     };

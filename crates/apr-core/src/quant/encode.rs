@@ -9,7 +9,6 @@
 
 use super::blocks::*;
 use super::encode_k::{block_q2_k, block_q3_k, block_q4_k, block_q5_k, block_q6_k};
-use super::encode_refine::{has_refine, refine_block};
 use super::encode_search::{make_qkx_quants, make_qx_quants, MinSearch};
 use super::error::{bytes_for, check_len};
 use super::{quantize_row_q8_0, GgmlType, QuantError};
@@ -51,18 +50,6 @@ pub fn requires_imatrix(ty: GgmlType) -> bool {
     ENCODERS.iter().any(|r| r.0 == ty && r.3)
 }
 
-/// How importance-weighted blocks are searched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Search {
-    /// ggml's weighted searches: the same bytes as llama-quantize with the same imatrix.
-    #[default]
-    Ggml,
-    /// For Q3_K, Q4_K and Q5_K, the refined search of `encode_refine.rs` (several starts and
-    /// a local search over the stored scales, least importance-weighted error kept); the other
-    /// types as `Ggml`.
-    Refine,
-}
-
 /// Quantizes `src` (rows of `n_per_row` values) to `ty` in `dst`, as ggml_quantize_chunk does;
 /// `imatrix` (one weight per column, `n_per_row` long) switches to the weighted search for the
 /// types that have one. Returns the bytes written.
@@ -71,19 +58,6 @@ pub fn quantize_rows(
     src: &[f32],
     n_per_row: usize,
     imatrix: Option<&[f32]>,
-    dst: &mut [u8],
-) -> Result<usize, QuantError> {
-    quantize_rows_with(ty, src, n_per_row, imatrix, Search::Ggml, dst)
-}
-
-/// [`quantize_rows`] with the weighted search chosen by `search` (it matters only with an
-/// imatrix).
-pub fn quantize_rows_with(
-    ty: GgmlType,
-    src: &[f32],
-    n_per_row: usize,
-    imatrix: Option<&[f32]>,
-    search: Search,
     dst: &mut [u8],
 ) -> Result<usize, QuantError> {
     const OP: &str = "quantize_rows";
@@ -108,27 +82,6 @@ pub fn quantize_rows_with(
     let be = ty.block_elems();
     let bb = ty.block_bytes();
     let qw = imatrix.filter(|_| weighted);
-    // EXPERIMENT (temporary): APR_IMATRIX_POWER tempers the weights.
-    let powered: Option<Vec<f32>> = match (qw, std::env::var("APR_IMATRIX_POWER").ok()) {
-        (Some(w), Some(p)) => {
-            let p: f32 = p.parse().unwrap_or(1.0);
-            Some(w.iter().map(|v| v.max(0.0).powf(p)).collect())
-        }
-        _ => None,
-    };
-    let powered: Option<Vec<f32>> = match (qw, std::env::var("APR_IMATRIX_BLEND").ok()) {
-        (Some(w), Some(l)) => {
-            let l: f32 = l.parse().unwrap_or(0.0);
-            let w = powered.as_deref().unwrap_or(w);
-            let mean = w.iter().sum::<f32>() / w.len() as f32;
-            Some(w.iter().map(|v| v / mean.max(1e-30) + l).collect())
-        }
-        _ => powered,
-    };
-    let qw = match &powered {
-        Some(v) => Some(&v[..]),
-        None => qw,
-    };
     for (x, y) in src
         .chunks_exact(n_per_row)
         .zip(dst.chunks_exact_mut(row_bytes))
@@ -138,27 +91,8 @@ pub fn quantize_rows_with(
             Some(_) => x.iter().fold(0f32, |s, &v| s + v * v) / n_per_row as f32,
             None => 0.0,
         };
-        let refine = search == Search::Refine && has_refine(ty);
-        let mag = std::env::var("APR_IMATRIX_MAG").unwrap_or_default();
-        let mag = (mag == "q3" && ty == GgmlType::Q3K)
-            || (mag == "all" && matches!(ty, GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K));
-        let mut mw = vec![0f32; be];
         for (b, (xb, yb)) in x.chunks_exact(be).zip(y.chunks_exact_mut(bb)).enumerate() {
-            let w = qw.map(|w| &w[b * be..(b + 1) * be]);
-            let w = match w {
-                Some(w) if mag => {
-                    let s2 = 2.0 * xb.iter().fold(0f32, |s, &v| s + v * v) / be as f32;
-                    for i in 0..be {
-                        mw[i] = w[i] * (s2 + xb[i] * xb[i]).sqrt();
-                    }
-                    Some(&mw[..])
-                }
-                w => w,
-            };
-            match w {
-                Some(w) if refine => refine_block(ty, xb, w, yb),
-                _ => block(xb, w, sigma2, yb),
-            }
+            block(xb, qw.map(|w| &w[b * be..(b + 1) * be]), sigma2, yb);
         }
     }
     Ok(nrows * row_bytes)

@@ -144,7 +144,15 @@ pub(crate) fn block_q3_k(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     let mut scales = [0f32; 16];
     let sc = Q3K_SCALES;
     y[sc..sc + 12].fill(0);
-    let put = q3k_put_scale;
+    // Stores 6-bit level `l` (0..64) of sub-block j in ggml's split layout.
+    let put = |y: &mut [u8], j: usize, l: u8| {
+        if j < 8 {
+            y[sc + j] = l & 0xF;
+        } else {
+            y[sc + j - 8] |= (l & 0xF) << 4;
+        }
+        y[sc + 8 + j % 4] |= (l >> 4) << (2 * (j / 4));
+    };
     match qw {
         None => {
             let (mut max_scale, mut amax) = (0f32, 0f32);
@@ -187,25 +195,6 @@ pub(crate) fn block_q3_k(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
             y[Q3K_D..Q3K_D + 2].copy_from_slice(&f16_bytes(d_block));
         }
     }
-    q3k_levels(x, y);
-}
-
-/// Q3_K: stores 6-bit level `l` (0..64) of sub-block `j` in ggml's split scale layout (the
-/// 12 scale bytes must start zeroed).
-pub(crate) fn q3k_put_scale(y: &mut [u8], j: usize, l: u8) {
-    let sc = Q3K_SCALES;
-    if j < 8 {
-        y[sc + j] = l & 0xF;
-    } else {
-        y[sc + j - 8] |= (l & 0xF) << 4;
-    }
-    y[sc + 8 + j % 4] |= (l >> 4) << (2 * (j / 4));
-}
-
-/// Q3_K: rounds `x` to the levels of the block's stored d and scales and packs them.
-pub(crate) fn q3k_levels(x: &[f32], y: &mut [u8]) {
-    let sc = Q3K_SCALES;
-    let mut l8 = [0i8; QK_K];
     let d = f16_at(y, Q3K_D);
     let scs = q3k_scales(&y[sc..sc + 12]);
     for j in 0..16 {
@@ -232,7 +221,7 @@ pub(crate) fn q3k_levels(x: &[f32], y: &mut [u8]) {
 }
 
 /// Packs 8 sub-block (scale, min) 6-bit levels as Q4_K / Q5_K's 12 scale bytes.
-pub(crate) fn pack_k4_scales(ls: &[u8; 8], lm: &[u8; 8], q: &mut [u8]) {
+fn pack_k4_scales(ls: &[u8; 8], lm: &[u8; 8], q: &mut [u8]) {
     for j in 0..8 {
         let (s, m) = (ls[j], lm[j]);
         if j < 4 {
@@ -345,12 +334,6 @@ fn k4_scales_and_levels(
     pack_k4_scales(&ls, &lm, q);
     y[Q4K_D..Q4K_D + 2].copy_from_slice(&f16_bytes(d));
     y[Q4K_DMIN..Q4K_DMIN + 2].copy_from_slice(&f16_bytes(dmin));
-    k4_levels(nmax, x, y, l);
-}
-
-/// Q4_K / Q5_K: the levels (0..=`nmax`) of `x` under the block's stored d, dmin, scales and
-/// mins.
-pub(crate) fn k4_levels(nmax: i32, x: &[f32], y: &[u8], l: &mut [u8; QK_K]) {
     let (d, dmin) = (f16_at(y, Q4K_D), f16_at(y, Q4K_DMIN));
     for j in 0..8 {
         let (sc, m) = k4_scale_min(j, &y[Q4K_SCALES..Q4K_SCALES + 12]);
@@ -369,11 +352,6 @@ pub(crate) fn k4_levels(nmax: i32, x: &[f32], y: &[u8], l: &mut [u8; QK_K]) {
 pub(crate) fn block_q4_k(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     let mut l = [0u8; QK_K];
     k4_scales_and_levels(15, x, qw, y, &mut l);
-    q4k_pack(&l, y);
-}
-
-/// Q4_K: packs 256 4-bit levels into the block's `qs`.
-pub(crate) fn q4k_pack(l: &[u8; QK_K], y: &mut [u8]) {
     let q = &mut y[Q4K_QS..Q4K_QS + 128];
     for (c, j) in (0..QK_K).step_by(64).enumerate() {
         for i in 0..32 {
@@ -386,11 +364,6 @@ pub(crate) fn q4k_pack(l: &[u8; QK_K], y: &mut [u8]) {
 pub(crate) fn block_q5_k(x: &[f32], qw: Option<&[f32]>, y: &mut [u8]) {
     let mut l = [0u8; QK_K];
     k4_scales_and_levels(31, x, qw, y, &mut l);
-    q5k_pack(&l, y);
-}
-
-/// Q5_K: packs 256 5-bit levels into the block's `qs` and `qh`.
-pub(crate) fn q5k_pack(l: &[u8; QK_K], y: &mut [u8]) {
     let mut qh = [0u8; 32];
     let (mut m1, mut m2) = (1u8, 2u8);
     for (c, n) in (0..QK_K).step_by(64).enumerate() {
