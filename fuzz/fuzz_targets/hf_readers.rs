@@ -12,9 +12,13 @@ use apr_formats::HfConfig;
 use libfuzzer_sys::fuzz_target;
 
 fn elem_bytes(dtype: &str) -> Option<u128> {
+    // Every dtype of the safetensors format (the reader accepts them all; only the float
+    // ones load as weights).
     match dtype {
-        "F32" => Some(4),
-        "F16" | "BF16" => Some(2),
+        "F64" | "I64" | "U64" => Some(8),
+        "F32" | "I32" | "U32" => Some(4),
+        "F16" | "BF16" | "I16" | "U16" => Some(2),
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => Some(1),
         _ => None,
     }
 }
