@@ -1,13 +1,16 @@
-import sys, numpy as np
-# weighted-energy.py REF.gguf Q1.gguf... : per tensor of layers 2, 8, 14, 20, 26, sum a q^2 / sum a x^2, weighted error and e.q correlation (a = imatrix column means of ./imatrix.gguf); needs gguf-py on the path below
-sys.path.insert(0, '/root/.cache/apr/peer/llama.cpp/gguf-py')
+"""weighted-energy.py REF.gguf Q.gguf...: for each weight of layers 2, 8, 14, 20 and 26, the
+importance-weighted energy sum a q^2 / sum a x^2 of each quantized file against REF, its
+weighted error and the error's correlation with q (a: the column means of ./imatrix.gguf).
+Needs the peer's gguf-py (GGUF_PY, default ~/.cache/apr/peer/llama.cpp/gguf-py) and numpy."""
+import os, sys
+import numpy as np
+sys.path.insert(0, os.environ.get('GGUF_PY', os.path.expanduser('~/.cache/apr/peer/llama.cpp/gguf-py')))
 from gguf import GGUFReader
 from gguf.quants import dequantize
 im = GGUFReader('imatrix.gguf'); imt = {t.name: t for t in im.tensors}
 files = sys.argv[1:]
 maps = [{t.name: t for t in GGUFReader(f).tensors} for f in files]
 layers = (2, 8, 14, 20, 26)
-agg = {}
 for n in maps[0]:
     if not n.endswith('weight') or 'norm' in n or 'blk.' not in n: continue
     L = int(n.split('.')[1])
