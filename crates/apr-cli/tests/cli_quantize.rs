@@ -107,3 +107,99 @@ fn quantize_bad_inputs_are_clear_errors() {
     );
     assert!(!std::path::Path::new(o).exists(), "no output on failure");
 }
+
+/// An imatrix GGUF for `small_model`'s weight: uneven column weights, one chunk.
+fn small_imatrix() -> std::path::PathBuf {
+    let sums: Vec<u8> = (0..256)
+        .flat_map(|i| (1.0 + (i % 7) as f32 * 3.0).to_le_bytes())
+        .collect();
+    let counts = 1f32.to_le_bytes();
+    let bytes = to_bytes(
+        &[
+            (
+                "imatrix.datasets",
+                Value::Array(vec![Value::String("calib.txt".into())]),
+            ),
+            ("imatrix.chunk_count", Value::U32(1)),
+            ("imatrix.chunk_size", Value::U32(512)),
+        ],
+        &[
+            TensorOut {
+                name: "blk.0.attn_q.weight.in_sum2",
+                dims: &[256, 1],
+                type_id: 0,
+                data: &sums,
+            },
+            TensorOut {
+                name: "blk.0.attn_q.weight.counts",
+                dims: &[1, 1],
+                type_id: 0,
+                data: &counts,
+            },
+        ],
+    );
+    let p = tmp("small.imatrix.gguf");
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn quantize_energy_weighting_is_recorded_and_changes_only_weighted_tensors() {
+    let src = small_model();
+    let im = small_imatrix();
+    let (s, i) = (src.to_str().unwrap(), im.to_str().unwrap());
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp(name);
+        let o = out.to_str().unwrap().to_string();
+        let mut args = vec!["quantize", s, &o, "--type", "q3_k_m", "--imatrix", i];
+        args.extend_from_slice(extra);
+        let r = apr(&args);
+        assert!(r.status.success(), "{args:?}: {}", stderr(&r));
+        Gguf::open(&out).unwrap()
+    };
+    let ggml = run("w-ggml.gguf", &[]);
+    let energy = run(
+        "w-energy.gguf",
+        &["--weighting", "energy", "--energy-power", "2"],
+    );
+    assert!(ggml.get("apr.quantize.imatrix_weighting").is_none());
+    assert_eq!(
+        energy.get_str("apr.quantize.imatrix_weighting").unwrap(),
+        "energy p=2"
+    );
+    let data = |g: &Gguf, name: &str| g.tensor_data(g.tensor_info(name).unwrap()).to_vec();
+    let q = "blk.0.attn_q.weight";
+    assert_ne!(data(&ggml, q), data(&energy, q), "the weighted tensor");
+    let norm = "blk.0.attn_norm.weight";
+    assert_eq!(data(&ggml, norm), data(&energy, norm));
+}
+
+#[test]
+fn quantize_weighting_flags_are_checked() {
+    let src = small_model();
+    let im = small_imatrix();
+    let (s, i) = (src.to_str().unwrap(), im.to_str().unwrap());
+    let o = tmp("wf.gguf");
+    let o = o.to_str().unwrap();
+    let q = ["quantize", s, o, "--type", "q4_k_m"];
+    fn with<'a>(q: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [q, extra].concat()
+    }
+    let out = apr(&with(&q, &["--weighting", "energy"]));
+    assert_eq!(out.status.code(), Some(2), "no imatrix: a usage error");
+    assert!(stderr(&out).contains("--imatrix"), "{}", stderr(&out));
+    fails_with(
+        &with(&q, &["--imatrix", i, "--energy-power", "2"]),
+        "needs --weighting energy",
+    );
+    for p in ["0", "-1", "9", "NaN"] {
+        fails_with(
+            &with(
+                &q,
+                &["--imatrix", i, "--weighting", "energy", "--energy-power", p],
+            ),
+            "energy power",
+        );
+    }
+    assert!(!std::path::Path::new(o).exists(), "no output on failure");
+}

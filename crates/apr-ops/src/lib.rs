@@ -11,6 +11,7 @@ pub mod merge;
 pub mod mix;
 pub mod prune;
 pub mod quantize;
+pub use apr_core::quant::Weighting;
 pub use imatrix::{Imatrix, ImatrixEntry, ImatrixError};
 pub use mix::FileType;
 pub use quantize::{quantize_file, QuantizeError, QuantizeOptions, QuantizeReport, TensorDone};

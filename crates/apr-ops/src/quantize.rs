@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use apr_core::pool::ThreadPool;
-use apr_core::quant::{can_encode, dequantize, quantize_rows};
+use apr_core::quant::{can_encode, dequantize, quantize_rows_with, Weighting};
 use apr_core::GgmlType;
 use apr_formats::{provenance, Gguf, GgufWriter, Provenance, TensorSpec, Value};
 
@@ -58,6 +58,8 @@ pub struct QuantizeOptions {
     pub ftype: FileType,
     /// The imatrix and the path it was read from (recorded in the output's metadata).
     pub imatrix: Option<(Imatrix, PathBuf)>,
+    /// How the imatrix steers the searches (`Weighting::Ggml`: llama-quantize's bytes).
+    pub weighting: Weighting,
     pub threads: usize,
     /// The command line, for the provenance keys.
     pub command: String,
@@ -151,6 +153,12 @@ fn output_metadata(g: &Gguf, opts: &QuantizeOptions, prov: &Provenance) -> Vec<(
                 Value::U32(m.chunk_count),
             );
         }
+        if let Weighting::Energy { p } = opts.weighting {
+            meta.insert(
+                "apr.quantize.imatrix_weighting".into(),
+                Value::String(format!("energy p={p}")),
+            );
+        }
     }
     for (k, v) in prov.gguf_kv(&g.metadata) {
         meta.insert(k, v);
@@ -211,7 +219,7 @@ pub fn quantize_file(
                 None => None,
             };
             used_imatrix = weights.is_some();
-            convert(&pool, d, src, ty, weights.as_deref())?
+            convert(&pool, d, src, ty, weights.as_deref(), opts.weighting)?
         };
         w.write(&d.name, &data).map_err(out_err)?;
         bytes += data.len() as u64;
@@ -266,6 +274,7 @@ fn convert(
     src: &[u8],
     ty: GgmlType,
     weights: Option<&[f32]>,
+    weighting: Weighting,
 ) -> Result<Vec<u8>, QuantizeError> {
     let bad = |msg: String| QuantizeError::Tensor {
         name: d.name.clone(),
@@ -313,7 +322,7 @@ fn convert(
         let w = weights.map(|w| &w[mat * n_per_row..(mat + 1) * n_per_row]);
         let mut dst = parts[i].lock().unwrap_or_else(|p| p.into_inner());
         let src = &x[a * n_per_row..b * n_per_row];
-        if let Err(e) = quantize_rows(ty, src, n_per_row, w, &mut dst) {
+        if let Err(e) = quantize_rows_with(ty, src, n_per_row, w, weighting, &mut dst) {
             errors
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

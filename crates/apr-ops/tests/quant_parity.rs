@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use apr_formats::Gguf;
 use apr_ops::quantize::plan_file;
-use apr_ops::{quantize_file, FileType, Imatrix, QuantizeError, QuantizeOptions};
+use apr_ops::{quantize_file, FileType, Imatrix, QuantizeError, QuantizeOptions, Weighting};
 use sha2::{Digest, Sha256};
 
 const FIXTURE: &str = "tests/fixtures/quant-llamacpp.json";
@@ -72,6 +72,7 @@ fn options(ftype: &str, imatrix: Option<(Imatrix, PathBuf)>) -> QuantizeOptions 
     QuantizeOptions {
         ftype: FileType::from_name(ftype).unwrap(),
         imatrix,
+        weighting: Weighting::Ggml,
         threads: 2,
         command: format!("apr quantize --type {ftype}"),
     }

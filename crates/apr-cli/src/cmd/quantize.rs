@@ -1,9 +1,10 @@
-//! `apr quantize IN OUT --type T [--imatrix FILE] [--threads N] [--json]`.
+//! `apr quantize IN OUT --type T [--imatrix FILE [--weighting ggml|energy] [--energy-power P]]
+//! [--threads N] [--json]`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use apr_ops::{quantize_file, FileType, Imatrix, QuantizeOptions};
+use apr_ops::{quantize_file, FileType, Imatrix, QuantizeOptions, Weighting};
 
 use crate::common::print_json;
 
@@ -19,12 +20,43 @@ pub struct Args {
     /// Importance matrix (llama-imatrix's GGUF or legacy .dat format)
     #[arg(long)]
     pub imatrix: Option<PathBuf>,
+    /// How the imatrix steers the K-quant searches: ggml (llama-quantize's bytes) or energy
+    /// (Q6_K weighted by magnitude too, then each row's scales rescaled against the shrink of
+    /// the weighted fit; lower perplexity on Q2_K..Q4_K_M, see docs/quantization.md)
+    #[arg(long, value_enum, default_value = "ggml", requires = "imatrix")]
+    pub weighting: WeightingArg,
+    /// The energy weighting's power p, in (0, 8]: scales times (sum a x^2 / sum a q^2)^(p/2)
+    /// (default 3)
+    #[arg(long, allow_negative_numbers = true)]
+    pub energy_power: Option<f32>,
     /// Threads (default: all cores)
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
     /// Print {"out", "type", "bytes", "tensors", "fallbacks", "seconds"} on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+/// The energy weighting's default power (docs/quantization.md has the measurements).
+pub const DEFAULT_ENERGY_POWER: f32 = 3.0;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightingArg {
+    Ggml,
+    Energy,
+}
+
+/// The weighting the flags ask for; a power without the energy weighting is an error.
+fn weighting(a: &Args) -> Result<Weighting> {
+    match (a.weighting, a.energy_power) {
+        (WeightingArg::Ggml, Some(_)) => anyhow::bail!("--energy-power needs --weighting energy"),
+        (WeightingArg::Ggml, None) => Ok(Weighting::Ggml),
+        (WeightingArg::Energy, p) => Weighting::Energy {
+            p: p.unwrap_or(DEFAULT_ENERGY_POWER),
+        }
+        .check()
+        .map_err(anyhow::Error::msg),
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -36,6 +68,7 @@ pub fn run(a: Args) -> Result<()> {
             FileType::names().join(", ")
         )
     })?;
+    let weighting = weighting(&a)?;
     let input = apr_engine::resolve_model(&a.input)?;
     let imatrix = match &a.imatrix {
         Some(p) => Some((
@@ -56,6 +89,7 @@ pub fn run(a: Args) -> Result<()> {
     let opts = QuantizeOptions {
         ftype,
         imatrix,
+        weighting,
         threads,
         command,
     };

@@ -50,6 +50,32 @@ pub fn requires_imatrix(ty: GgmlType) -> bool {
     ENCODERS.iter().any(|r| r.0 == ty && r.3)
 }
 
+/// How importance weights steer the weighted searches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Weighting {
+    /// ggml's: the weighted searches of `ggml_quantize_chunk`, the bytes llama-quantize writes.
+    Ggml,
+    /// apr's: ggml's searches, except that Q6_K weights each value by `qw * (s2 + x^2)` (ggml
+    /// by `qw` alone; `s2` twice the super-block's mean square), then each K-quant row's `d`
+    /// and `dmin` are multiplied by `c = (sum a x^2 / sum a q^2)^(p / 2)` (`a` the importance
+    /// weights, `q` the row as encoded): the weighted least-squares fit shrinks rows, and this
+    /// undoes the shrink: the weighted energy ratio `sum a q^2 / sum a x^2` goes from `e` to
+    /// `e^(1 - p)` (p = 1 restores the source's energy, p > 1 overshoots it).
+    Energy { p: f32 },
+}
+
+impl Weighting {
+    /// The powers `Energy` accepts: finite and in (0, 8].
+    pub fn check(self) -> Result<Self, String> {
+        match self {
+            Weighting::Energy { p } if !(p.is_finite() && p > 0.0 && p <= 8.0) => {
+                Err(format!("the energy power must be in (0, 8], got {p}"))
+            }
+            w => Ok(w),
+        }
+    }
+}
+
 /// Quantizes `src` (rows of `n_per_row` values) to `ty` in `dst`, as ggml_quantize_chunk does;
 /// `imatrix` (one weight per column, `n_per_row` long) switches to the weighted search for the
 /// types that have one. Returns the bytes written.
@@ -58,6 +84,19 @@ pub fn quantize_rows(
     src: &[f32],
     n_per_row: usize,
     imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) -> Result<usize, QuantError> {
+    quantize_rows_with(ty, src, n_per_row, imatrix, Weighting::Ggml, dst)
+}
+
+/// `quantize_rows` with a choice of how the importance weights are used (`Weighting::Ggml`
+/// is `quantize_rows`; without `imatrix` the weighting changes nothing).
+pub fn quantize_rows_with(
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    weighting: Weighting,
     dst: &mut [u8],
 ) -> Result<usize, QuantError> {
     const OP: &str = "quantize_rows";
@@ -82,6 +121,13 @@ pub fn quantize_rows(
     let be = ty.block_elems();
     let bb = ty.block_bytes();
     let qw = imatrix.filter(|_| weighted);
+    let energy = match weighting {
+        Weighting::Energy { p } if qw.is_some() => Some(p),
+        _ => None,
+    };
+    let scale_offsets = k_scale_offsets(ty);
+    let mut block_w = vec![0f32; be];
+    let mut q = vec![0f32; if energy.is_some() { n_per_row } else { 0 }];
     for (x, y) in src
         .chunks_exact(n_per_row)
         .zip(dst.chunks_exact_mut(row_bytes))
@@ -92,10 +138,71 @@ pub fn quantize_rows(
             None => 0.0,
         };
         for (b, (xb, yb)) in x.chunks_exact(be).zip(y.chunks_exact_mut(bb)).enumerate() {
-            block(xb, qw.map(|w| &w[b * be..(b + 1) * be]), sigma2, yb);
+            let w = qw.map(|w| &w[b * be..(b + 1) * be]);
+            let w = match w {
+                Some(w) if energy.is_some() && ty == GgmlType::Q6K => {
+                    magnitude_weights(xb, w, &mut block_w);
+                    Some(&block_w[..])
+                }
+                w => w,
+            };
+            block(xb, w, sigma2, yb);
+        }
+        if let (Some(p), Some(a), false) = (energy, qw, scale_offsets.is_empty()) {
+            super::dequantize(ty, y, &mut q)?;
+            rescale_energy(x, &q, a, p, bb, scale_offsets, y);
         }
     }
     Ok(nrows * row_bytes)
+}
+
+/// The byte offsets of a K-quant block's f16 super-block scales (`d`, and `dmin` where the
+/// type has one); empty for the other types.
+fn k_scale_offsets(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q2K => &[Q2K_D, Q2K_DMIN],
+        GgmlType::Q3K => &[Q3K_D],
+        GgmlType::Q4K => &[Q4K_D, Q4K_DMIN],
+        GgmlType::Q5K => &[Q5K_D, Q5K_DMIN],
+        GgmlType::Q6K => &[Q6K_D],
+        _ => &[],
+    }
+}
+
+/// apr's Q6_K weights: `qw * (s2 + x^2)`, `s2` twice the block's mean square.
+fn magnitude_weights(x: &[f32], qw: &[f32], out: &mut [f32]) {
+    let s2 = 2.0 * x.iter().fold(0f32, |s, &v| s + v * v) / x.len() as f32;
+    for ((o, &w), &v) in out.iter_mut().zip(qw).zip(x) {
+        *o = w * (s2 + v * v);
+    }
+}
+
+/// Multiplies the super-block scales of the encoded row `y` (blocks of `bb` bytes, scales at
+/// `offsets`) by `(sum a x^2 / sum a q^2)^(p / 2)`, `q` the row `y` decodes to.
+fn rescale_energy(
+    x: &[f32],
+    q: &[f32],
+    a: &[f32],
+    p: f32,
+    bb: usize,
+    offsets: &[usize],
+    y: &mut [u8],
+) {
+    let (mut ex, mut eq) = (0f64, 0f64);
+    for ((&xi, &qi), &ai) in x.iter().zip(q).zip(a) {
+        ex += ai as f64 * (xi as f64).powi(2);
+        eq += ai as f64 * (qi as f64).powi(2);
+    }
+    if !(ex > 0.0 && eq > 0.0) {
+        return;
+    }
+    let c = (ex / eq).powf(p as f64 / 2.0) as f32;
+    for yb in y.chunks_exact_mut(bb) {
+        for &o in offsets {
+            let d = half::f16::from_le_bytes([yb[o], yb[o + 1]]).to_f32();
+            yb[o..o + 2].copy_from_slice(&half::f16::from_f32(d * c).to_le_bytes());
+        }
+    }
 }
 
 fn enc_f32(x: &[f32], _: Option<&[f32]>, _: f32, y: &mut [u8]) {
@@ -339,6 +446,108 @@ mod tests {
             quantize_rows(ty, &x, n, Some(&w), &mut b).unwrap();
             assert_eq!(a != b, uses_imatrix(ty), "{ty}");
         }
+    }
+
+    /// `sum a q^2 / sum a x^2` of the rows `x` encoded as `q` (bytes of `ty`).
+    fn weighted_energy(ty: GgmlType, x: &[f32], q: &[u8], a: &[f32]) -> f64 {
+        let mut y = vec![0f32; x.len()];
+        dequantize(ty, q, &mut y).unwrap();
+        let n = a.len();
+        let (mut ex, mut eq) = (0f64, 0f64);
+        for (i, (&xi, &yi)) in x.iter().zip(&y).enumerate() {
+            ex += a[i % n] as f64 * (xi as f64).powi(2);
+            eq += a[i % n] as f64 * (yi as f64).powi(2);
+        }
+        eq / ex
+    }
+
+    const K_TYPES: [GgmlType; 5] = [
+        GgmlType::Q2K,
+        GgmlType::Q3K,
+        GgmlType::Q4K,
+        GgmlType::Q5K,
+        GgmlType::Q6K,
+    ];
+
+    #[test]
+    fn energy_weighting_moves_the_weighted_energy_by_the_power_law() {
+        let n = 1024;
+        // One row: the per-row rescale is then one factor for all of `x`.
+        let x: Vec<f32> = random(n, 21).iter().map(|v| v * v * v).collect();
+        let a: Vec<f32> = random(n, 22)
+            .iter()
+            .map(|v| v.abs().powi(4) + 0.01)
+            .collect();
+        let enc = |ty: GgmlType, w: Weighting| {
+            let mut q = vec![0u8; ty.bytes_for(n).unwrap()];
+            quantize_rows_with(ty, &x, n, Some(&a), w, &mut q).unwrap();
+            q
+        };
+        for ty in K_TYPES {
+            let ggml = enc(ty, Weighting::Ggml);
+            let e_ggml = weighted_energy(ty, &x, &ggml, &a);
+            // p = 1 brings the weighted energy back to the source's (f16 rounding of d).
+            let e1 = weighted_energy(ty, &x, &enc(ty, Weighting::Energy { p: 1.0 }), &a);
+            assert!((e1 - 1.0).abs() < 2e-3, "{ty}: p=1 energy {e1}");
+            if ty == GgmlType::Q6K {
+                // Q6_K also changes its search weights, so only p = 1 has a fixed target.
+                continue;
+            }
+            assert!(
+                (e_ggml - 1.0).abs() > 1e-3,
+                "{ty}: no shrink to undo ({e_ggml})"
+            );
+            // Otherwise the same codes, scaled: energy ratio (e_ggml)^(1 - p).
+            let e3 = enc(ty, Weighting::Energy { p: 3.0 });
+            let want = e_ggml.ln() * (1.0 - 3.0);
+            let got = weighted_energy(ty, &x, &e3, &a).ln();
+            assert!(
+                (got - want).abs() < 1e-3,
+                "{ty}: ln energy {got}, want {want}"
+            );
+            let offs = k_scale_offsets(ty);
+            for (b, (g, e)) in ggml
+                .chunks_exact(ty.block_bytes())
+                .zip(e3.chunks_exact(ty.block_bytes()))
+                .enumerate()
+            {
+                for i in 0..g.len() {
+                    let scale = offs.iter().any(|&o| i == o || i == o + 1);
+                    assert!(scale || g[i] == e[i], "{ty} block {b}: byte {i} changed");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn energy_weighting_leaves_unweighted_and_non_k_encodings_alone() {
+        let n = 512;
+        let x = random(3 * n, 31);
+        let a: Vec<f32> = random(n, 32).iter().map(|v| v.abs() + 0.1).collect();
+        let w = Weighting::Energy { p: 3.0 };
+        for &(ty, _) in BOUNDS {
+            let mut plain = vec![0u8; ty.bytes_for(x.len()).unwrap()];
+            let mut other = plain.clone();
+            quantize_rows(ty, &x, n, None, &mut plain).unwrap();
+            quantize_rows_with(ty, &x, n, None, w, &mut other).unwrap();
+            assert_eq!(plain, other, "{ty}: without an imatrix");
+            if !K_TYPES.contains(&ty) {
+                quantize_rows(ty, &x, n, Some(&a), &mut plain).unwrap();
+                quantize_rows_with(ty, &x, n, Some(&a), w, &mut other).unwrap();
+                assert_eq!(plain, other, "{ty}: not a K type");
+            }
+        }
+    }
+
+    #[test]
+    fn energy_powers_outside_the_range_are_errors() {
+        for p in [0.0, -1.0, 8.5, f32::NAN, f32::INFINITY] {
+            assert!(Weighting::Energy { p }.check().is_err(), "{p}");
+        }
+        for p in [0.5, 3.0, 8.0] {
+            assert_eq!(Weighting::Energy { p }.check(), Ok(Weighting::Energy { p }));
+        }
+        assert_eq!(Weighting::Ggml.check(), Ok(Weighting::Ggml));
     }
 
     #[test]

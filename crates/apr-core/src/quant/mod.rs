@@ -32,7 +32,9 @@ pub use dot::{
     force_kernel, force_scalar, gemv, kernel_name, reference_fn, vec_dot, vec_dot_checked,
     vec_dot_multi, vec_dot_type, RefFn, MAX_COLS,
 };
-pub use encode::{can_encode, quantize_rows, requires_imatrix, uses_imatrix};
+pub use encode::{
+    can_encode, quantize_rows, quantize_rows_with, requires_imatrix, uses_imatrix, Weighting,
+};
 pub use error::QuantError;
 pub use gemm::{gemm, gemm_has_kernel};
 pub use packed::PackedMatrix;
