@@ -22,7 +22,7 @@ pub struct Args {
     pub imatrix: Option<PathBuf>,
     /// How the imatrix steers the K-quant searches: ggml (llama-quantize's bytes) or energy
     /// (Q6_K weighted by magnitude too, then each row's scales rescaled against the shrink of
-    /// the weighted fit; lower perplexity on Q2_K..Q4_K_M, see docs/quantization.md)
+    /// the weighted fit; lower perplexity on Q2_K and Q3_K_M, see docs/quantization.md)
     #[arg(long, value_enum, default_value = "ggml", requires = "imatrix")]
     pub weighting: WeightingArg,
     /// The energy weighting's power p, in (0, 8]: scales times (sum a x^2 / sum a q^2)^(p/2)

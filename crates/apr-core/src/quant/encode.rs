@@ -58,9 +58,9 @@ pub enum Weighting {
     /// apr's: ggml's searches, except that Q6_K weights each value by `qw * (s2 + x^2)` (ggml
     /// by `qw` alone; `s2` twice the super-block's mean square), then each K-quant row's `d`
     /// and `dmin` are multiplied by `c = (sum a x^2 / sum a q^2)^(p / 2)` (`a` the importance
-    /// weights, `q` the row as encoded): the weighted least-squares fit shrinks rows, and this
-    /// undoes the shrink: the weighted energy ratio `sum a q^2 / sum a x^2` goes from `e` to
-    /// `e^(1 - p)` (p = 1 restores the source's energy, p > 1 overshoots it).
+    /// weights, `q` the row as encoded). The weighted least-squares fit shrinks rows; this
+    /// undoes the shrink, taking the weighted energy ratio `sum a q^2 / sum a x^2` from `e`
+    /// to `e^(1 - p)` (p = 1 restores the source's energy, p > 1 overshoots it).
     Energy { p: f32 },
 }
 
@@ -126,7 +126,14 @@ pub fn quantize_rows_with(
         _ => None,
     };
     let scale_offsets = k_scale_offsets(ty);
-    let mut block_w = vec![0f32; be];
+    let mut block_w = vec![
+        0f32;
+        if energy.is_some() && ty == GgmlType::Q6K {
+            be
+        } else {
+            0
+        }
+    ];
     let mut q = vec![0f32; if energy.is_some() { n_per_row } else { 0 }];
     for (x, y) in src
         .chunks_exact(n_per_row)
