@@ -41,3 +41,33 @@ fn out_of_range_ids_and_full_context_are_errors() {
         "fills the 16-token context, the last token unscored"
     );
 }
+
+/// Each thread's f16 attention accumulator is `head_dim` long whatever the context: a context
+/// shorter than `head_dim` (16 < 64 here) once made the threads' accumulators overlap, and the
+/// greedy tokens changed from run to run.
+#[test]
+fn a_short_context_decodes_like_a_long_one() {
+    let e = Engine::load(&model(), 2).unwrap();
+    let opts = GenOptions {
+        max_tokens: 12,
+        sampler: SamplerConfig {
+            temperature: 0.0,
+            ..SamplerConfig::default()
+        },
+        stop: vec![],
+        logprobs: 0,
+    };
+    let prompt = [785, 3974, 13876, 38835];
+    let long = e
+        .session(4096)
+        .generate(&prompt, &opts, &mut |_| {})
+        .unwrap();
+    for _ in 0..3 {
+        let short = e.session(16).generate(&prompt, &opts, &mut |_| {}).unwrap();
+        assert_eq!(
+            short.tokens, long.tokens,
+            "{:?} vs {:?}",
+            short.text, long.text
+        );
+    }
+}

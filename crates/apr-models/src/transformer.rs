@@ -57,7 +57,8 @@ pub struct Scratch {
     rope: Vec<(f32, f32)>,
     /// Per-thread attention scores / probabilities.
     att: Vec<f32>,
-    att16: Vec<f16>,
+    /// Per-thread f16 attention accumulators, `head_dim` each (independent of the context).
+    acc16: Vec<f16>,
     q16: Vec<f16>,
     /// f32 copies of the cached K and V rows for the batch attention path.
     kf: Vec<f32>,
@@ -315,7 +316,7 @@ impl Model {
         let nt = pool.n_threads();
         let ctx = caches.iter().map(|c| c.ctx).max().unwrap_or(0);
         s.att.resize(nt * ctx, 0.0);
-        s.att16.resize(nt * ctx.max(cfg.head_dim), f16::ZERO);
+        s.acc16.resize(nt * cfg.head_dim, f16::ZERO);
         s.q16.resize(nt * cfg.head_dim, f16::ZERO);
         rope_table(cfg, rows, &mut s.rope); // [n, rope_dim / 2]
     }
@@ -566,7 +567,7 @@ fn attention(
     let q = &s.q;
     let out = SyncPtr(s.attn.as_mut_ptr());
     let att = SyncPtr(s.att.as_mut_ptr());
-    let att16 = SyncPtr(s.att16.as_mut_ptr());
+    let acc16 = SyncPtr(s.acc16.as_mut_ptr());
     let q16 = SyncPtr(s.q16.as_mut_ptr());
     // An f32 cache always takes the f32 path: f32 end to end.
     let f32_path = rows.rows_per_seq() >= F32_ATTENTION_MIN_BATCH
@@ -610,7 +611,7 @@ fn attention(
         let (sc, acc16, qh) = unsafe {
             (
                 std::slice::from_raw_parts_mut(att.get().add(ti * ctx), ctx),
-                std::slice::from_raw_parts_mut(att16.get().add(ti * ctx), hd),
+                std::slice::from_raw_parts_mut(acc16.get().add(ti * hd), hd),
                 std::slice::from_raw_parts_mut(q16.get().add(ti * hd), hd),
             )
         };
