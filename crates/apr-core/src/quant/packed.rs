@@ -276,6 +276,23 @@ impl PackedMatrix {
             return Ok(());
         }
         #[cfg(target_arch = "x86_64")]
+        if n >= PREFILL_MIN_TOKENS && self.ty == GgmlType::Q4K {
+            PREFILL_SCRATCH.with_borrow_mut(|(_, wide)| {
+                wide.resize(units * super::packed_avx512::Q4K_WIDE_UNIT, 0);
+                let wp = wide.as_mut_ptr();
+                for (i, p) in panels.enumerate() {
+                    let panel = self.data[p * pb..].as_ptr();
+                    // SAFETY: as below; wide holds one expanded panel.
+                    unsafe {
+                        super::packed_avx512::expand_q4_k(units, panel, wp);
+                        let o = op.add(i * PANEL_ROWS);
+                        tiles!(gemm_q4_k, true; units, wp, xp, xb, n, o, ldo);
+                    }
+                }
+            });
+            return Ok(());
+        }
+        #[cfg(target_arch = "x86_64")]
         if n >= PREFILL_MIN_TOKENS && self.ty == GgmlType::Q6K {
             PREFILL_SCRATCH.with_borrow_mut(|(_, wide)| {
                 wide.resize(units * super::packed_avx512::Q6K_WIDE_UNIT, 0);
@@ -302,7 +319,7 @@ impl PackedMatrix {
                 let o = op.add(i * PANEL_ROWS);
                 match self.ty {
                     #[cfg(target_arch = "x86_64")]
-                    GgmlType::Q4K => tiles!(gemm_q4_k; units, panel, xp, xb, n, o, ldo),
+                    GgmlType::Q4K => tiles!(gemm_q4_k, false; units, panel, xp, xb, n, o, ldo),
                     #[cfg(target_arch = "x86_64")]
                     GgmlType::Q6K => tiles!(gemm_q6_k, false; units, panel, xp, xb, n, o, ldo),
                     #[cfg(target_arch = "x86_64")]
@@ -340,10 +357,12 @@ mod tests {
             GgmlType::Q8_0,
             GgmlType::Q4_0,
             GgmlType::Q5_0,
+            GgmlType::Q4K,
             GgmlType::Q6K,
         ] {
+            let k_quant = matches!(ty, GgmlType::Q4K | GgmlType::Q6K);
             let (k, m, n) = (
-                if ty == GgmlType::Q6K { 512 } else { 7 * 32 },
+                if k_quant { 512 } else { 7 * 32 },
                 16,
                 PREFILL_MIN_TOKENS + 3,
             );
@@ -365,8 +384,8 @@ mod tests {
                         (got - want).abs() <= tol,
                         "{ty} t={t} r={r}: {got} vs {want}"
                     );
-                    if ty == GgmlType::Q6K {
-                        // Q6_K's prefill keeps the per-row kernels' float order.
+                    if k_quant {
+                        // The K types' prefill keeps the per-row kernels' float order.
                         let exact = vec_dot(ty, k, &w[r * rb..(r + 1) * rb], &acts[t]);
                         assert_eq!(got.to_bits(), exact.to_bits(), "{ty} t={t} r={r}");
                     }

@@ -15,13 +15,23 @@ use std::arch::x86_64::*;
 /// Bytes of one Q8_K block.
 const Q8K_BYTES: usize = 292;
 
-/// Q4_K unit (one super-block of 8 rows): qs [4 chunks x 8 groups x 8 rows x 4 bytes] |
-/// scales [8 sub-blocks x 8 rows] u8 | mins [4 pairs x 8 rows x 2] u8 | d [8] f16 | dmin [8] f16.
-pub const Q4K_UNIT: usize = 1024 + 64 + 64 + 16 + 16;
-const Q4K_SC: usize = 1024;
-const Q4K_MN: usize = 1088;
-const Q4K_DD: usize = 1152;
-const Q4K_DM: usize = 1168;
+/// Q4_K unit (one super-block of 8 rows), in the order the kernel reads it (one forward stream
+/// for the prefetcher): the 12 packed scale bytes as ggml stores them, byte k of row r at
+/// `8k + r` [12 x 8 rows] | d [8] f16 | dmin [8] f16 | qs [4 chunks x 8 groups x 8 rows x 4
+/// bytes]. The same 1152 bytes as the 8 rows' blocks: the kernel unpacks the 6-bit scales of
+/// 8 rows in a few byte operations, so decode reads no more bytes than the file holds.
+pub const Q4K_UNIT: usize = 96 + 16 + 16 + 1024;
+const Q4K_SR: usize = 0;
+const Q4K_DD: usize = 96;
+const Q4K_QSO: usize = 128;
+
+/// Bytes of one Q4_K unit expanded for prefill: qs as packed | scales [8 sub-blocks x 8 rows]
+/// u8 | mins [4 pairs x 8 rows x 2] u8 | d [8] f16 | dmin [8] f16, so prefill's token tiles
+/// skip the 6-bit unpacking.
+pub const Q4K_WIDE_UNIT: usize = 1024 + 64 + 64 + 16 + 16;
+const Q4K_WIDE_SC: usize = 1024;
+const Q4K_WIDE_MN: usize = 1088;
+const Q4K_WIDE_DD: usize = 1152;
 
 /// Repacks `nb` Q4_K super-blocks of 8 rows (`rb` bytes apart from `w`) into `dst`
 /// (`nb * Q4K_UNIT` bytes). Plain byte moves: no CPU feature needed.
@@ -33,20 +43,15 @@ pub fn pack_q4_k(nb: usize, w: &[u8], rb: usize, dst: &mut [u8]) {
             for j in 0..4 {
                 for g in 0..8 {
                     let src = Q4K_QS + 32 * j + 4 * g;
-                    let o = 256 * j + 32 * g + 4 * r;
+                    let o = Q4K_QSO + 256 * j + 32 * g + 4 * r;
                     d[o..o + 4].copy_from_slice(&b[src..src + 4]);
                 }
             }
-            let sm = k4_unpack(&b[Q4K_SCALES..Q4K_SCALES + 12]);
-            for s in 0..8 {
-                d[Q4K_SC + 8 * s + r] = sm[s];
-            }
-            for q in 0..4 {
-                d[Q4K_MN + 16 * q + 2 * r] = sm[8 + 2 * q];
-                d[Q4K_MN + 16 * q + 2 * r + 1] = sm[8 + 2 * q + 1];
+            for k in 0..12 {
+                d[Q4K_SR + 8 * k + r] = b[Q4K_SCALES + k];
             }
             d[Q4K_DD + 2 * r..Q4K_DD + 2 * r + 2].copy_from_slice(&b[Q4K_D..Q4K_D + 2]);
-            d[Q4K_DM + 2 * r..Q4K_DM + 2 * r + 2].copy_from_slice(&b[Q4K_DMIN..Q4K_DMIN + 2]);
+            d[Q4K_DD + 16 + 2 * r..Q4K_DD + 18 + 2 * r].copy_from_slice(&b[Q4K_DMIN..Q4K_DMIN + 2]);
         }
     }
 }
@@ -57,50 +62,153 @@ unsafe fn bcast4(p: *const u8) -> __m256i {
     _mm256_set1_epi32((p as *const i32).read_unaligned())
 }
 
+/// The 6-bit scales and mins of a unit's 8 rows from their 12 packed bytes (byte k of row r
+/// at `8k + r`), ggml's `get_scale_min_k4` on 32 bytes at once: entry j of the scales holds
+/// sub-blocks 2j (bytes 0..8, one per row) and 2j + 1 (bytes 8..16); entry q of the mins holds
+/// pair q of every row (the mins of sub-blocks 2q and 2q + 1, interleaved). Plain statements:
+/// closures and `array::map` over vectors do not inline into the kernels.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_k_scales_mins(p: *const u8) -> ([__m128i; 4], [__m128i; 4]) {
+    let a = _mm256_loadu_si256(p as *const __m256i); // bytes 0..4: sub-blocks 0..4 (low 6 bits)
+    let b = _mm256_loadu_si256(p.add(32) as *const __m256i); // bytes 4..8: mins 0..4
+    let c = _mm256_loadu_si256(p.add(64) as *const __m256i); // bytes 8..12: low nibbles of 4..8
+    let m6 = _mm256_set1_epi8(63);
+    let m4 = _mm256_set1_epi8(0x0F);
+    let top = _mm256_set1_epi8(0x30);
+    // (x >> 6) << 4 per byte: a 16-bit shift by 2 moves the neighbour's bits only into bits
+    // 6 and 7, which the mask drops.
+    let a2 = _mm256_and_si256(_mm256_srli_epi16(a, 2), top);
+    let b2 = _mm256_and_si256(_mm256_srli_epi16(b, 2), top);
+    let sc03 = _mm256_and_si256(a, m6);
+    let mn03 = _mm256_and_si256(b, m6);
+    let sc47 = _mm256_or_si256(_mm256_and_si256(c, m4), a2);
+    let mn47 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), b2);
+    let n0 = _mm256_castsi256_si128(mn03);
+    let n1 = _mm256_extracti128_si256(mn03, 1);
+    let n2 = _mm256_castsi256_si128(mn47);
+    let n3 = _mm256_extracti128_si256(mn47, 1);
+    (
+        [
+            _mm256_castsi256_si128(sc03),
+            _mm256_extracti128_si256(sc03, 1),
+            _mm256_castsi256_si128(sc47),
+            _mm256_extracti128_si256(sc47, 1),
+        ],
+        [
+            _mm_unpacklo_epi8(n0, _mm_srli_si128(n0, 8)),
+            _mm_unpacklo_epi8(n1, _mm_srli_si128(n1, 8)),
+            _mm_unpacklo_epi8(n2, _mm_srli_si128(n2, 8)),
+            _mm_unpacklo_epi8(n3, _mm_srli_si128(n3, 8)),
+        ],
+    )
+}
+
+/// Expands `nb` packed Q4_K units into the wide layout (once per panel and call).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn expand_q4_k(nb: usize, panel: *const u8, dst: *mut u8) {
+    for i in 0..nb {
+        let pw = panel.add(i * Q4K_UNIT);
+        let o = dst.add(i * Q4K_WIDE_UNIT);
+        std::ptr::copy_nonoverlapping(pw.add(Q4K_QSO), o, 1024);
+        let (sc, mn) = q4_k_scales_mins(pw.add(Q4K_SR));
+        for (j, v) in sc.iter().enumerate() {
+            _mm_storeu_si128(o.add(Q4K_WIDE_SC + 16 * j) as *mut __m128i, *v);
+        }
+        for (q, m) in mn.iter().enumerate() {
+            _mm_storeu_si128(o.add(Q4K_WIDE_MN + 16 * q) as *mut __m128i, *m);
+        }
+        std::ptr::copy_nonoverlapping(pw.add(Q4K_DD), o.add(Q4K_WIDE_DD), 32);
+    }
+}
+
+/// One 64-element chunk (sub-blocks 2j and 2j + 1, whose scales are bytes 0..8 and 8..16 of
+/// `scj`) of a Q4_K unit's 8 rows against RN activation rows (`xo` bytes into each).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_k_chunk<const RN: usize>(
+    qs: *const u8,
+    xs: [*const u8; RN],
+    xo: usize,
+    scj: __m128i,
+    sumi: &mut [__m256i; RN],
+) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut sl = [_mm256_setzero_si256(); RN];
+    let mut sh = [_mm256_setzero_si256(); RN];
+    for g in 0..8 {
+        let wv = _mm256_loadu_si256(qs.add(32 * g) as *const __m256i);
+        let lo = _mm256_and_si256(wv, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
+        for t in 0..RN {
+            let px = xs[t].add(xo + 4 * g);
+            sl[t] = _mm256_dpbusd_epi32(sl[t], lo, bcast4(px));
+            sh[t] = _mm256_dpbusd_epi32(sh[t], hi, bcast4(px.add(32)));
+        }
+    }
+    let sc_lo = _mm256_cvtepu8_epi32(scj);
+    let sc_hi = _mm256_cvtepu8_epi32(_mm_srli_si128(scj, 8));
+    for t in 0..RN {
+        let a = _mm256_mullo_epi32(sl[t], sc_lo);
+        let b = _mm256_mullo_epi32(sh[t], sc_hi);
+        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(a, b));
+    }
+}
+
 /// Q4_K panel against RN Q8_K activation rows: for each row r,
 /// d_r·dx·Σ_s sc_rs (q·x)_s - dmin_r·dx·Σ_s m_rs bsum_s, the two terms in separate float
 /// accumulators with one FMA per super-block each (the order of
 /// [`super::dot_avx2::dot_q4_k_q8_k`], so bit-equal to it).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn gemm_q4_k<const RN: usize>(
+pub unsafe fn gemm_q4_k<const RN: usize, const WIDE: bool>(
     nb: usize,
     panel: *const u8,
     xs: [*const u8; RN],
     out: [*mut f32; RN],
 ) {
-    let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); RN];
     let mut acc_m = [_mm256_setzero_ps(); RN];
+    let (unit, dd) = if WIDE {
+        (Q4K_WIDE_UNIT, Q4K_WIDE_DD)
+    } else {
+        (Q4K_UNIT, Q4K_DD)
+    };
     for i in 0..nb {
-        let pw = panel.add(i * Q4K_UNIT);
+        let pw = panel.add(i * unit);
+        // The unpacked scales [8 sub-blocks x 8 rows] and min pairs [4 x 8 rows x 2]: loaded
+        // from the wide unit as they are used, or unpacked here into registers.
+        let (sc, mn) = if WIDE {
+            ([_mm_setzero_si128(); 4], [_mm_setzero_si128(); 4])
+        } else {
+            q4_k_scales_mins(pw.add(Q4K_SR))
+        };
         let mut sumi = [_mm256_setzero_si256(); RN];
-        for j in 0..4 {
-            let mut sl = [_mm256_setzero_si256(); RN];
-            let mut sh = [_mm256_setzero_si256(); RN];
-            for g in 0..8 {
-                let wv = _mm256_loadu_si256(pw.add(256 * j + 32 * g) as *const __m256i);
-                let lo = _mm256_and_si256(wv, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), m4);
-                for t in 0..RN {
-                    let px = xs[t].add(i * Q8K_BYTES + Q8K_QS + 64 * j + 4 * g);
-                    sl[t] = _mm256_dpbusd_epi32(sl[t], lo, bcast4(px));
-                    sh[t] = _mm256_dpbusd_epi32(sh[t], hi, bcast4(px.add(32)));
-                }
+        let at = pw.add(Q4K_WIDE_SC);
+        let xo = i * Q8K_BYTES + Q8K_QS;
+        if WIDE {
+            for j in 0..4 {
+                let scj = _mm_loadu_si128(at.add(16 * j) as *const __m128i);
+                q4_k_chunk(pw.add(256 * j), xs, xo + 64 * j, scj, &mut sumi); // qs at 0
             }
-            let sc_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(pw.add(Q4K_SC + 16 * j) as *const _));
-            let sc_hi =
-                _mm256_cvtepu8_epi32(_mm_loadl_epi64(pw.add(Q4K_SC + 16 * j + 8) as *const _));
-            for t in 0..RN {
-                let a = _mm256_mullo_epi32(sl[t], sc_lo);
-                let b = _mm256_mullo_epi32(sh[t], sc_hi);
-                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(a, b));
-            }
+        } else {
+            // Four calls, not a loop: indexed by a loop counter, the scales would go through
+            // the stack (a quarter slower per token).
+            let q = pw.add(Q4K_QSO);
+            q4_k_chunk(q, xs, xo, sc[0], &mut sumi);
+            q4_k_chunk(q.add(256), xs, xo + 64, sc[1], &mut sumi);
+            q4_k_chunk(q.add(512), xs, xo + 128, sc[2], &mut sumi);
+            q4_k_chunk(q.add(768), xs, xo + 192, sc[3], &mut sumi);
         }
-        let d = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(Q4K_DD) as *const __m128i));
-        let dmin = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(Q4K_DM) as *const __m128i));
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(dd) as *const __m128i));
+        let dmin = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(dd + 16) as *const __m128i));
+        // Pair q of every row as one i32 lane, widened to i16.
         let mut mins = [_mm256_setzero_si256(); 4];
         for (q, m) in mins.iter_mut().enumerate() {
-            *m = _mm256_cvtepu8_epi16(_mm_loadu_si128(pw.add(Q4K_MN + 16 * q) as *const __m128i));
+            *m = _mm256_cvtepu8_epi16(if WIDE {
+                _mm_loadu_si128(pw.add(Q4K_WIDE_MN + 16 * q) as *const __m128i)
+            } else {
+                mn[q]
+            });
         }
         for t in 0..RN {
             let px = xs[t].add(i * Q8K_BYTES);
