@@ -23,15 +23,7 @@ fn out_of_range_ids_and_full_context_are_errors() {
     ));
     assert!(matches!(s.prefill(&[]), Err(EngineError::EmptyPrompt)));
     // Generation stops at the context's end instead of failing.
-    let opts = GenOptions {
-        max_tokens: 100,
-        sampler: SamplerConfig {
-            temperature: 0.0,
-            ..SamplerConfig::default()
-        },
-        stop: vec![],
-        logprobs: 0,
-    };
+    let opts = greedy(100);
     let out = s
         .generate(&[785, 3974, 13876, 38835], &opts, &mut |_| {})
         .unwrap();
@@ -48,15 +40,7 @@ fn out_of_range_ids_and_full_context_are_errors() {
 #[test]
 fn a_short_context_decodes_like_a_long_one() {
     let e = Engine::load(&model(), 2).unwrap();
-    let opts = GenOptions {
-        max_tokens: 12,
-        sampler: SamplerConfig {
-            temperature: 0.0,
-            ..SamplerConfig::default()
-        },
-        stop: vec![],
-        logprobs: 0,
-    };
+    let opts = greedy(12);
     let prompt = [785, 3974, 13876, 38835];
     let long = e
         .session(4096)
@@ -69,5 +53,18 @@ fn a_short_context_decodes_like_a_long_one() {
             "{:?} vs {:?}",
             short.text, long.text
         );
+    }
+}
+
+/// Greedy decoding of at most `max_tokens`, no stop strings.
+fn greedy(max_tokens: usize) -> GenOptions {
+    GenOptions {
+        max_tokens,
+        sampler: SamplerConfig {
+            temperature: 0.0,
+            ..SamplerConfig::default()
+        },
+        stop: vec![],
+        logprobs: 0,
     }
 }

@@ -276,34 +276,31 @@ impl PackedMatrix {
             return Ok(());
         }
         #[cfg(target_arch = "x86_64")]
-        if n >= PREFILL_MIN_TOKENS && self.ty == GgmlType::Q4K {
+        if n >= PREFILL_MIN_TOKENS && matches!(self.ty, GgmlType::Q4K | GgmlType::Q6K) {
+            // The K types' prefill expands each panel once (scales and values unpacked), so
+            // the token tiles skip the unpacking; the float order stays the per-row kernels'.
+            use super::packed_avx512 as k;
+            let q4 = self.ty == GgmlType::Q4K;
+            let wide_unit = if q4 {
+                k::Q4K_WIDE_UNIT
+            } else {
+                k::Q6K_WIDE_UNIT
+            };
             PREFILL_SCRATCH.with_borrow_mut(|(_, wide)| {
-                wide.resize(units * super::packed_avx512::Q4K_WIDE_UNIT, 0);
+                wide.resize(units * wide_unit, 0);
                 let wp = wide.as_mut_ptr();
                 for (i, p) in panels.enumerate() {
                     let panel = self.data[p * pb..].as_ptr();
                     // SAFETY: as below; wide holds one expanded panel.
                     unsafe {
-                        super::packed_avx512::expand_q4_k(units, panel, wp);
                         let o = op.add(i * PANEL_ROWS);
-                        tiles!(gemm_q4_k, true; units, wp, xp, xb, n, o, ldo);
-                    }
-                }
-            });
-            return Ok(());
-        }
-        #[cfg(target_arch = "x86_64")]
-        if n >= PREFILL_MIN_TOKENS && self.ty == GgmlType::Q6K {
-            PREFILL_SCRATCH.with_borrow_mut(|(_, wide)| {
-                wide.resize(units * super::packed_avx512::Q6K_WIDE_UNIT, 0);
-                let wp = wide.as_mut_ptr();
-                for (i, p) in panels.enumerate() {
-                    let panel = self.data[p * pb..].as_ptr();
-                    // SAFETY: as below; wide holds one expanded panel.
-                    unsafe {
-                        super::packed_avx512::expand_q6_k(units, panel, wp);
-                        let o = op.add(i * PANEL_ROWS);
-                        tiles!(gemm_q6_k, true; units, wp, xp, xb, n, o, ldo);
+                        if q4 {
+                            k::expand_q4_k(units, panel, wp);
+                            tiles!(gemm_q4_k, true; units, wp, xp, xb, n, o, ldo);
+                        } else {
+                            k::expand_q6_k(units, panel, wp);
+                            tiles!(gemm_q6_k, true; units, wp, xp, xb, n, o, ldo);
+                        }
                     }
                 }
             });
