@@ -23,6 +23,7 @@ const Q8K_BYTES: usize = 292;
 pub const Q4K_UNIT: usize = 96 + 16 + 16 + 1024;
 const Q4K_SR: usize = 0;
 const Q4K_DD: usize = 96;
+const Q4K_DM: usize = 112;
 const Q4K_QSO: usize = 128;
 
 /// Bytes of one Q4_K unit expanded for prefill: qs as packed | scales [8 sub-blocks x 8 rows]
@@ -51,7 +52,7 @@ pub fn pack_q4_k(nb: usize, w: &[u8], rb: usize, dst: &mut [u8]) {
                 d[Q4K_SR + 8 * k + r] = b[Q4K_SCALES + k];
             }
             d[Q4K_DD + 2 * r..Q4K_DD + 2 * r + 2].copy_from_slice(&b[Q4K_D..Q4K_D + 2]);
-            d[Q4K_DD + 16 + 2 * r..Q4K_DD + 18 + 2 * r].copy_from_slice(&b[Q4K_DMIN..Q4K_DMIN + 2]);
+            d[Q4K_DM + 2 * r..Q4K_DM + 2 * r + 2].copy_from_slice(&b[Q4K_DMIN..Q4K_DMIN + 2]);
         }
     }
 }
@@ -183,11 +184,10 @@ pub unsafe fn gemm_q4_k<const RN: usize, const WIDE: bool>(
             q4_k_scales_mins(pw.add(Q4K_SR))
         };
         let mut sumi = [_mm256_setzero_si256(); RN];
-        let at = pw.add(Q4K_WIDE_SC);
         let xo = i * Q8K_BYTES + Q8K_QS;
         if WIDE {
             for j in 0..4 {
-                let scj = _mm_loadu_si128(at.add(16 * j) as *const __m128i);
+                let scj = _mm_loadu_si128(pw.add(Q4K_WIDE_SC + 16 * j) as *const __m128i);
                 q4_k_chunk(pw.add(256 * j), xs, xo + 64 * j, scj, &mut sumi); // qs at 0
             }
         } else {
