@@ -278,7 +278,9 @@ impl PackedMatrix {
         #[cfg(target_arch = "x86_64")]
         if n >= PREFILL_MIN_TOKENS && matches!(self.ty, GgmlType::Q4K | GgmlType::Q6K) {
             // The K types' prefill expands each panel once (scales and values unpacked), so
-            // the token tiles skip the unpacking; the float order stays the per-row kernels'.
+            // the token tiles skip the unpacking. Q4_K keeps the per-row kernel's float order;
+            // Q6_K sums each super-block in integers (one FMA per super-block, not ggml's
+            // eight float partials).
             use super::packed_avx512 as k;
             let q4 = self.ty == GgmlType::Q4K;
             let wide_unit = if q4 {
@@ -299,7 +301,7 @@ impl PackedMatrix {
                             tiles!(gemm_q4_k, true; units, wp, xp, xb, n, o, ldo);
                         } else {
                             k::expand_q6_k(units, panel, wp);
-                            tiles!(gemm_q6_k, true; units, wp, xp, xb, n, o, ldo);
+                            tiles!(gemm_q6_k_prefill; units, wp, xp, xb, n, o, ldo);
                         }
                     }
                 }
@@ -318,7 +320,7 @@ impl PackedMatrix {
                     #[cfg(target_arch = "x86_64")]
                     GgmlType::Q4K => tiles!(gemm_q4_k, false; units, panel, xp, xb, n, o, ldo),
                     #[cfg(target_arch = "x86_64")]
-                    GgmlType::Q6K => tiles!(gemm_q6_k, false; units, panel, xp, xb, n, o, ldo),
+                    GgmlType::Q6K => tiles!(gemm_q6_k; units, panel, xp, xb, n, o, ldo),
                     #[cfg(target_arch = "x86_64")]
                     GgmlType::Q8_0 => {
                         tiles!(gemm_legacy, KIND_Q8_0; units, panel, xp, xb, n, o, ldo)
@@ -381,8 +383,8 @@ mod tests {
                         (got - want).abs() <= tol,
                         "{ty} t={t} r={r}: {got} vs {want}"
                     );
-                    if k_quant {
-                        // The K types' prefill keeps the per-row kernels' float order.
+                    if ty == GgmlType::Q4K {
+                        // Q4_K's prefill keeps the per-row kernel's float order.
                         let exact = vec_dot(ty, k, &w[r * rb..(r + 1) * rb], &acts[t]);
                         assert_eq!(got.to_bits(), exact.to_bits(), "{ty} t={t} r={r}");
                     }

@@ -300,7 +300,8 @@ unsafe fn q6_values(pp: *const u8) -> [__m256i; 4] {
 }
 
 /// Bytes of one Q6_K unit expanded for prefill: scales and d as packed, then every value as a
-/// u8 [8 groups x 2 halves x 4 quarters x 8 rows x 4].
+/// u8 in sub-block order [16 sub-blocks x 4 groups of 4 elements x 8 rows x 4]: the four
+/// registers of sub-block s are the 128 bytes at `Q6K_PL + 128 s`.
 pub const Q6K_WIDE_UNIT: usize = Q6K_PL + 2048;
 
 /// Expands `nb` packed Q6_K units into the wide layout (once per panel and call, so prefill's
@@ -315,11 +316,69 @@ pub unsafe fn expand_q6_k(nb: usize, panel: *const u8, dst: *mut u8) {
             for h in 0..2 {
                 let v = q6_values(pw.add(Q6K_PL + 192 * g + 96 * h));
                 for (k, vk) in v.iter().enumerate() {
-                    let at = o.add(Q6K_PL + 256 * g + 128 * h + 32 * k);
+                    // Bytes 4g..4g+4 of chunk c = 4h + k: group g % 4 of sub-block 2c + g / 4.
+                    let s = 2 * (4 * h + k) + g / 4;
+                    let at = o.add(Q6K_PL + 128 * s + 32 * (g % 4));
                     _mm256_storeu_si256(at as *mut __m256i, *vk);
                 }
             }
         }
+    }
+}
+
+/// Prefill's Q6_K product: an expanded panel ([`expand_q6_k`]) against RN Q8_K activation
+/// rows, d·dx·(Σ_s sc_s (q·x)_s - 32 Σ_s sc_s bsum_s) per row with the whole super-block's
+/// sum in integers and one FMA per super-block (the order of the Q4_K kernels; the per-row
+/// decode kernel keeps ggml's eight float partials instead, so the two differ in the last
+/// bits). Each sub-block is four `vpdpbusd` and one multiply by its scale, where the
+/// eight-partial order needs two instructions per register.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm_q6_k_prefill<const RN: usize>(
+    nb: usize,
+    panel: *const u8,
+    xs: [*const u8; RN],
+    out: [*mut f32; RN],
+) {
+    let mut acc = [_mm256_setzero_ps(); RN];
+    for i in 0..nb {
+        let pw = panel.add(i * Q6K_WIDE_UNIT);
+        let mut sumi = [_mm256_setzero_si256(); RN];
+        for s in 0..16 {
+            let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(pw.add(Q6K_SC + 8 * s) as *const __m128i));
+            let mut p = [_mm256_setzero_si256(); RN];
+            for j in 0..4 {
+                let w = _mm256_loadu_si256(pw.add(Q6K_PL + 128 * s + 32 * j) as *const __m256i);
+                for t in 0..RN {
+                    let px = xs[t].add(i * Q8K_BYTES + Q8K_QS + 16 * s + 4 * j);
+                    p[t] = _mm256_dpbusd_epi32(p[t], w, bcast4(px));
+                }
+            }
+            for t in 0..RN {
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_mullo_epi32(p[t], sc));
+            }
+        }
+        // The values' offset of 32: Σ_s sc_s bsum_s, scale pair q against bsum pair q.
+        let mut corr = [_mm256_setzero_si256(); RN];
+        for q in 0..8 {
+            let cp = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(
+                _mm_loadl_epi64(pw.add(Q6K_SC + 16 * q) as *const __m128i),
+                _mm_loadl_epi64(pw.add(Q6K_SC + 16 * q + 8) as *const __m128i),
+            ));
+            for t in 0..RN {
+                let bs = xs[t].add(i * Q8K_BYTES + Q8K_BSUMS + 4 * q);
+                corr[t] = _mm256_dpwssd_epi32(corr[t], cp, bcast4(bs));
+            }
+        }
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(Q6K_DD) as *const __m128i));
+        for t in 0..RN {
+            let dx = (xs[t].add(i * Q8K_BYTES + Q8K_D) as *const f32).read_unaligned();
+            let dd = _mm256_mul_ps(d, _mm256_set1_ps(dx));
+            let si = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(corr[t], 5));
+            acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(si), acc[t]);
+        }
+    }
+    for t in 0..RN {
+        _mm256_storeu_ps(out[t], acc[t]);
     }
 }
 
@@ -336,13 +395,13 @@ unsafe fn dup_pairs(p: *const u8) -> __m256i {
 /// `vec_dot_q6_K_q8_K`): partial g holds bytes 4g..4g+4 of every 32-byte chunk and bsum pair g
 /// of the correction, with its own float accumulator, the eight summed as `hsum_float_8` does.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn gemm_q6_k<const RN: usize, const WIDE: bool>(
+pub unsafe fn gemm_q6_k<const RN: usize>(
     nb: usize,
     panel: *const u8,
     xs: [*const u8; RN],
     out: [*mut f32; RN],
 ) {
-    let unit = if WIDE { Q6K_WIDE_UNIT } else { Q6K_UNIT };
+    let unit = Q6K_UNIT;
     let mut acc = [[_mm256_setzero_ps(); RN]; 8];
     for i in 0..nb {
         let pw = panel.add(i * unit);
@@ -369,18 +428,7 @@ pub unsafe fn gemm_q6_k<const RN: usize, const WIDE: bool>(
                 sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(corr, 5));
             }
             for h in 0..2 {
-                let v = if WIDE {
-                    let pv = pw.add(Q6K_PL + 256 * g + 128 * h);
-                    let ld = |k: usize| pv.add(32 * k) as *const __m256i;
-                    [
-                        _mm256_loadu_si256(ld(0)),
-                        _mm256_loadu_si256(ld(1)),
-                        _mm256_loadu_si256(ld(2)),
-                        _mm256_loadu_si256(ld(3)),
-                    ]
-                } else {
-                    q6_values(pw.add(Q6K_PL + 192 * g + 96 * h))
-                };
+                let v = q6_values(pw.add(Q6K_PL + 192 * g + 96 * h));
                 for (k, vk) in v.iter().enumerate() {
                     // Chunk c = 4h + k; bytes 0..16 take scale 2c, bytes 16..32 scale 2c + 1.
                     let sc = scv[8 * h + 2 * k + g / 4];
