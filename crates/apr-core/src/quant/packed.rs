@@ -284,14 +284,32 @@ impl PackedMatrix {
             use super::packed_avx512 as k;
             let q4 = self.ty == GgmlType::Q4K;
             let wide_unit = if q4 {
-                k::Q4K_WIDE_UNIT
+                k::Q4K_W16_UNIT
             } else {
                 k::Q6K_WIDE_UNIT
             };
             PREFILL_SCRATCH.with_borrow_mut(|(_, wide)| {
                 wide.resize(units * wide_unit, 0);
                 let wp = wide.as_mut_ptr();
-                for (i, p) in panels.enumerate() {
+                let (first, mut panels) = (panels.start, panels);
+                if q4 {
+                    // Q4_K: two panels at a time on 512-bit registers, an odd last one below.
+                    while panels.len() >= 2 {
+                        let p = panels.start;
+                        let a = self.data[p * pb..].as_ptr();
+                        let b = self.data[(p + 1) * pb..].as_ptr();
+                        // SAFETY: as below; wide holds one expanded pair of panels, and the
+                        // pair writes columns 8(p - first)..8(p - first) + 16 of every row.
+                        unsafe {
+                            let o = op.add((p - first) * PANEL_ROWS);
+                            k::expand_q4_k16(units, a, b, wp);
+                            tiles!(gemm_q4_k16; units, wp, xp, xb, n, o, ldo);
+                        }
+                        panels.start += 2;
+                    }
+                }
+                for p in panels {
+                    let i = p - first;
                     let panel = self.data[p * pb..].as_ptr();
                     // SAFETY: as below; wide holds one expanded panel.
                     unsafe {
@@ -362,7 +380,8 @@ mod tests {
             let k_quant = matches!(ty, GgmlType::Q4K | GgmlType::Q6K);
             let (k, m, n) = (
                 if k_quant { 512 } else { 7 * 32 },
-                16,
+                // Three panels: Q4_K's prefill takes a pair on 512-bit registers, then one.
+                24,
                 PREFILL_MIN_TOKENS + 3,
             );
             let w: Vec<u8> = (0..m).flat_map(|_| random_row(ty, k, &mut rng)).collect();
@@ -371,7 +390,7 @@ mod tests {
             };
             let acts: Vec<Vec<u8>> = (0..n).map(|_| random_act(ty, k, &mut rng).1).collect();
             let mut out = vec![f32::NAN; n * m];
-            p.gemm(0..2, &acts.concat(), n, &mut out, m).unwrap();
+            p.gemm(0..3, &acts.concat(), n, &mut out, m).unwrap();
             let rb = w.len() / m;
             for t in 0..n {
                 for r in 0..m {

@@ -231,6 +231,111 @@ pub unsafe fn gemm_q4_k<const RN: usize, const WIDE: bool>(
     }
 }
 
+/// Bytes of one Q4_K unit of two panels (16 rows) expanded for prefill's 512-bit kernel:
+/// qs [4 chunks x 8 groups x (8 rows of panel A x 4 | 8 rows of panel B x 4)] | scales
+/// [4 chunks x (A's sub-block 2j | B's 2j | A's 2j + 1 | B's 2j + 1) x 8 rows] u8 | mins
+/// [4 pairs x (A | B) x 8 rows x 2] u8 | d [A 8 | B 8] f16 | dmin [A 8 | B 8] f16.
+pub const Q4K_W16_UNIT: usize = 2 * Q4K_WIDE_UNIT;
+const Q4K_W16_SC: usize = 2048;
+const Q4K_W16_MN: usize = 2176;
+const Q4K_W16_DD: usize = 2304;
+
+/// Expands `nb` packed Q4_K units of two panels `a` and `b` into the 16-row wide layout.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn expand_q4_k16(nb: usize, a: *const u8, b: *const u8, dst: *mut u8) {
+    for i in 0..nb {
+        let o = dst.add(i * Q4K_W16_UNIT);
+        for (half, pw) in [a.add(i * Q4K_UNIT), b.add(i * Q4K_UNIT)]
+            .into_iter()
+            .enumerate()
+        {
+            for jg in 0..32 {
+                let from = pw.add(Q4K_QSO + 32 * jg);
+                std::ptr::copy_nonoverlapping(from, o.add(64 * jg + 32 * half), 32);
+            }
+            let (sc, mn) = q4_k_scales_mins(pw.add(Q4K_SR));
+            for j in 0..4 {
+                let at = o.add(Q4K_W16_SC + 32 * j + 8 * half);
+                _mm_storel_epi64(at as *mut __m128i, sc[j]);
+                _mm_storel_epi64(at.add(16) as *mut __m128i, _mm_srli_si128(sc[j], 8));
+                let at = o.add(Q4K_W16_MN + 32 * j + 16 * half);
+                _mm_storeu_si128(at as *mut __m128i, mn[j]);
+            }
+            std::ptr::copy_nonoverlapping(pw.add(Q4K_DD), o.add(Q4K_W16_DD + 16 * half), 16);
+            let dm = o.add(Q4K_W16_DD + 32 + 16 * half);
+            std::ptr::copy_nonoverlapping(pw.add(Q4K_DM), dm, 16);
+        }
+    }
+}
+
+/// 16 rows (two panels, [`expand_q4_k16`]) against RN Q8_K activation rows on 512-bit
+/// registers: each lane does what [`gemm_q4_k`]'s lane does for its row, so the results are
+/// the same bits; one instruction covers twice the rows. `out[j]` has room for 16 floats.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm_q4_k16<const RN: usize>(
+    nb: usize,
+    panel: *const u8,
+    xs: [*const u8; RN],
+    out: [*mut f32; RN],
+) {
+    let m4 = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); RN];
+    let mut acc_m = [_mm512_setzero_ps(); RN];
+    for i in 0..nb {
+        let pw = panel.add(i * Q4K_W16_UNIT);
+        let xo = i * Q8K_BYTES + Q8K_QS;
+        let mut sumi = [_mm512_setzero_si512(); RN];
+        for j in 0..4 {
+            let mut sl = [_mm512_setzero_si512(); RN];
+            let mut sh = [_mm512_setzero_si512(); RN];
+            for g in 0..8 {
+                let wv = _mm512_loadu_si512(pw.add(512 * j + 64 * g) as *const __m512i);
+                let lo = _mm512_and_si512(wv, m4);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), m4);
+                for t in 0..RN {
+                    let px = xs[t].add(xo + 64 * j + 4 * g);
+                    let xl = _mm512_set1_epi32((px as *const i32).read_unaligned());
+                    let xh = _mm512_set1_epi32((px.add(32) as *const i32).read_unaligned());
+                    sl[t] = _mm512_dpbusd_epi32(sl[t], lo, xl);
+                    sh[t] = _mm512_dpbusd_epi32(sh[t], hi, xh);
+                }
+            }
+            let scp = pw.add(Q4K_W16_SC + 32 * j);
+            let sc_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(scp as *const __m128i));
+            let sc_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128(scp.add(16) as *const __m128i));
+            for t in 0..RN {
+                let a = _mm512_mullo_epi32(sl[t], sc_lo);
+                let b = _mm512_mullo_epi32(sh[t], sc_hi);
+                sumi[t] = _mm512_add_epi32(sumi[t], _mm512_add_epi32(a, b));
+            }
+        }
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(pw.add(Q4K_W16_DD) as *const __m256i));
+        let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(pw.add(Q4K_W16_DD + 32) as *const __m256i));
+        let mut mins = [_mm512_setzero_si512(); 4];
+        for (q, m) in mins.iter_mut().enumerate() {
+            let mp = pw.add(Q4K_W16_MN + 32 * q);
+            *m = _mm512_cvtepu8_epi16(_mm256_loadu_si256(mp as *const __m256i));
+        }
+        for t in 0..RN {
+            let px = xs[t].add(i * Q8K_BYTES);
+            let bs = _mm256_loadu_si256(px.add(Q8K_BSUMS) as *const __m256i);
+            let b8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            let b8 = _mm512_castsi128_si512(b8);
+            let mut ms = _mm512_setzero_si512();
+            for (q, m) in mins.iter().enumerate() {
+                let pair = _mm512_permutexvar_epi32(_mm512_set1_epi32(q as i32), b8);
+                ms = _mm512_dpwssd_epi32(ms, *m, pair);
+            }
+            let dx = _mm512_set1_ps((px.add(Q8K_D) as *const f32).read_unaligned());
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+            acc_m[t] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, dx), _mm512_cvtepi32_ps(ms), acc_m[t]);
+        }
+    }
+    for t in 0..RN {
+        _mm512_storeu_ps(out[t], _mm512_sub_ps(acc[t], acc_m[t]));
+    }
+}
+
 /// Q6_K unit (one super-block of 8 rows), in the order the kernel reads it (the prefetcher
 /// sees one forward stream): scales [16 sub-blocks x 8 rows] i8 | d [8] f16 | per group g and
 /// half h, three planes of 8 rows x 4 bytes, P0/P1/P2, holding quarters 0/1/2's 6-bit values
@@ -344,7 +449,8 @@ pub unsafe fn gemm_q6_k_prefill<const RN: usize>(
         let pw = panel.add(i * Q6K_WIDE_UNIT);
         let mut sumi = [_mm256_setzero_si256(); RN];
         for s in 0..16 {
-            let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(pw.add(Q6K_SC + 8 * s) as *const __m128i));
+            let sc =
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64(pw.add(Q6K_SC + 8 * s) as *const __m128i));
             let mut p = [_mm256_setzero_si256(); RN];
             for j in 0..4 {
                 let w = _mm256_loadu_si256(pw.add(Q6K_PL + 128 * s + 32 * j) as *const __m256i);
