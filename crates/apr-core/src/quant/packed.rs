@@ -277,51 +277,44 @@ impl PackedMatrix {
         }
         #[cfg(target_arch = "x86_64")]
         if n >= PREFILL_MIN_TOKENS && matches!(self.ty, GgmlType::Q4K | GgmlType::Q6K) {
-            // The K types' prefill expands each panel once (scales and values unpacked), so
-            // the token tiles skip the unpacking. Q4_K keeps the per-row kernel's float order;
-            // Q6_K sums each super-block in integers (one FMA per super-block, not ggml's
-            // eight float partials).
+            // The K types' prefill expands two panels at a time (scales and values unpacked,
+            // 16 rows on 512-bit registers), so the token tiles skip the unpacking; each lane
+            // keeps the per-row kernel's float order. An odd last panel expands alone (Q4_K)
+            // or runs the decode kernel on its packed bytes (Q6_K).
             use super::packed_avx512 as k;
             let q4 = self.ty == GgmlType::Q4K;
-            let wide_unit = if q4 {
-                k::Q4K_W16_UNIT
-            } else {
-                k::Q6K_WIDE_UNIT
-            };
+            let wide_unit = if q4 { k::Q4K_W16_UNIT } else { k::Q6K_W16_UNIT };
             PREFILL_SCRATCH.with_borrow_mut(|(_, wide)| {
                 wide.resize(units * wide_unit, 0);
                 let wp = wide.as_mut_ptr();
-                let (first, mut panels) = (panels.start, panels);
-                if q4 {
-                    // Q4_K: two panels at a time on 512-bit registers, an odd last one below.
-                    while panels.len() >= 2 {
-                        let p = panels.start;
-                        let a = self.data[p * pb..].as_ptr();
-                        let b = self.data[(p + 1) * pb..].as_ptr();
-                        // SAFETY: as below; wide holds one expanded pair of panels, and the
-                        // pair writes columns 8(p - first)..8(p - first) + 16 of every row.
-                        unsafe {
-                            let o = op.add((p - first) * PANEL_ROWS);
-                            k::expand_q4_k16(units, a, b, wp);
-                            tiles!(gemm_q4_k16; units, wp, xp, xb, n, o, ldo);
-                        }
-                        panels.start += 2;
-                    }
-                }
-                for p in panels {
-                    let i = p - first;
-                    let panel = self.data[p * pb..].as_ptr();
-                    // SAFETY: as below; wide holds one expanded panel.
+                let first = panels.start;
+                let mut p = first;
+                while p < panels.end {
+                    let a = self.data[p * pb..].as_ptr();
+                    // SAFETY: as below; wide holds one expanded pair of panels, and a pair
+                    // writes columns 8(p - first)..8(p - first) + 16 of every token row.
                     unsafe {
-                        let o = op.add(i * PANEL_ROWS);
+                        let o = op.add((p - first) * PANEL_ROWS);
+                        if p + 1 < panels.end {
+                            let b = self.data[(p + 1) * pb..].as_ptr();
+                            if q4 {
+                                k::expand_q4_k16(units, a, b, wp);
+                                tiles!(gemm_q4_k16; units, wp, xp, xb, n, o, ldo);
+                            } else {
+                                k::expand_q6_k16(units, a, b, wp);
+                                tiles!(gemm_q6_k16; units, wp, xp, xb, n, o, ldo);
+                            }
+                            p += 2;
+                            continue;
+                        }
                         if q4 {
-                            k::expand_q4_k(units, panel, wp);
+                            k::expand_q4_k(units, a, wp);
                             tiles!(gemm_q4_k, true; units, wp, xp, xb, n, o, ldo);
                         } else {
-                            k::expand_q6_k(units, panel, wp);
-                            tiles!(gemm_q6_k_prefill; units, wp, xp, xb, n, o, ldo);
+                            tiles!(gemm_q6_k; units, a, xp, xb, n, o, ldo);
                         }
                     }
+                    p += 1;
                 }
             });
             return Ok(());
@@ -402,8 +395,8 @@ mod tests {
                         (got - want).abs() <= tol,
                         "{ty} t={t} r={r}: {got} vs {want}"
                     );
-                    if ty == GgmlType::Q4K {
-                        // Q4_K's prefill keeps the per-row kernel's float order.
+                    if k_quant {
+                        // The K types' prefill keeps the per-row kernels' float order.
                         let exact = vec_dot(ty, k, &w[r * rb..(r + 1) * rb], &acts[t]);
                         assert_eq!(got.to_bits(), exact.to_bits(), "{ty} t={t} r={r}");
                     }

@@ -404,87 +404,118 @@ unsafe fn q6_values(pp: *const u8) -> [__m256i; 4] {
     ]
 }
 
-/// Bytes of one Q6_K unit expanded for prefill: scales and d as packed, then every value as a
-/// u8 in sub-block order [16 sub-blocks x 4 groups of 4 elements x 8 rows x 4]: the four
-/// registers of sub-block s are the 128 bytes at `Q6K_PL + 128 s`.
-pub const Q6K_WIDE_UNIT: usize = Q6K_PL + 2048;
+/// Bytes of one Q6_K unit of two panels (16 rows) expanded for prefill's 512-bit kernel:
+/// scales [16 sub-blocks x (A 8 rows | B 8 rows)] i8 | d [A 8 | B 8] f16 | values [8 groups x
+/// 2 halves x 4 quarters x (A 8 rows x 4 | B 8 rows x 4)] u8.
+pub const Q6K_W16_UNIT: usize = 2 * (Q6K_PL + 2048);
+const Q6K_W16_DD: usize = 256;
+const Q6K_W16_PL: usize = 288;
 
-/// Expands `nb` packed Q6_K units into the wide layout (once per panel and call, so prefill's
-/// token tiles skip the 6-bit unpacking).
+/// Expands `nb` packed Q6_K units of two panels `a` and `b` into the 16-row wide layout
+/// (once per pair of panels and call, so prefill's token tiles skip the 6-bit unpacking).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn expand_q6_k(nb: usize, panel: *const u8, dst: *mut u8) {
+pub unsafe fn expand_q6_k16(nb: usize, a: *const u8, b: *const u8, dst: *mut u8) {
     for i in 0..nb {
-        let pw = panel.add(i * Q6K_UNIT);
-        let o = dst.add(i * Q6K_WIDE_UNIT);
-        std::ptr::copy_nonoverlapping(pw, o, Q6K_PL);
-        for g in 0..8 {
-            for h in 0..2 {
-                let v = q6_values(pw.add(Q6K_PL + 192 * g + 96 * h));
-                for (k, vk) in v.iter().enumerate() {
-                    // Bytes 4g..4g+4 of chunk c = 4h + k: group g % 4 of sub-block 2c + g / 4.
-                    let s = 2 * (4 * h + k) + g / 4;
-                    let at = o.add(Q6K_PL + 128 * s + 32 * (g % 4));
-                    _mm256_storeu_si256(at as *mut __m256i, *vk);
+        let o = dst.add(i * Q6K_W16_UNIT);
+        for (half, pw) in [a.add(i * Q6K_UNIT), b.add(i * Q6K_UNIT)]
+            .into_iter()
+            .enumerate()
+        {
+            for s in 0..16 {
+                let from = pw.add(Q6K_SC + 8 * s);
+                std::ptr::copy_nonoverlapping(from, o.add(16 * s + 8 * half), 8);
+            }
+            let dd = o.add(Q6K_W16_DD + 16 * half);
+            std::ptr::copy_nonoverlapping(pw.add(Q6K_DD), dd, 16);
+            for g in 0..8 {
+                for h in 0..2 {
+                    let v = q6_values(pw.add(Q6K_PL + 192 * g + 96 * h));
+                    for (k, vk) in v.iter().enumerate() {
+                        let at = Q6K_W16_PL + 512 * g + 256 * h + 64 * k + 32 * half;
+                        _mm256_storeu_si256(o.add(at) as *mut __m256i, *vk);
+                    }
                 }
             }
         }
     }
 }
 
-/// Prefill's Q6_K product: an expanded panel ([`expand_q6_k`]) against RN Q8_K activation
-/// rows, d·dx·(Σ_s sc_s (q·x)_s - 32 Σ_s sc_s bsum_s) per row with the whole super-block's
-/// sum in integers and one FMA per super-block (the order of the Q4_K kernels; the per-row
-/// decode kernel keeps ggml's eight float partials instead, so the two differ in the last
-/// bits). Each sub-block is four `vpdpbusd` and one multiply by its scale, where the
-/// eight-partial order needs two instructions per register.
+/// Sixteen i8 at `p` (8 rows of panel A, then 8 of B) as the i16 pairs (v, v) of 16 i32 lanes.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn gemm_q6_k_prefill<const RN: usize>(
+unsafe fn dup_pairs16(p: *const u8) -> __m512i {
+    let v = _mm_loadu_si128(p as *const __m128i);
+    let d = _mm256_set_m128i(_mm_unpackhi_epi8(v, v), _mm_unpacklo_epi8(v, v));
+    _mm512_cvtepi8_epi16(d)
+}
+
+/// 16 rows (two panels, [`expand_q6_k16`]) against RN Q8_K activation rows on 512-bit
+/// registers: each lane does what [`gemm_q6_k`]'s lane does for its row (ggml's eight float
+/// partials), so the results are the same bits; one instruction covers twice the rows.
+/// `out[j]` has room for 16 floats.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn gemm_q6_k16<const RN: usize>(
     nb: usize,
     panel: *const u8,
     xs: [*const u8; RN],
     out: [*mut f32; RN],
 ) {
-    let mut acc = [_mm256_setzero_ps(); RN];
+    let mut acc = [[_mm512_setzero_ps(); RN]; 8];
     for i in 0..nb {
-        let pw = panel.add(i * Q6K_WIDE_UNIT);
-        let mut sumi = [_mm256_setzero_si256(); RN];
-        for s in 0..16 {
-            let sc =
-                _mm256_cvtepi8_epi32(_mm_loadl_epi64(pw.add(Q6K_SC + 8 * s) as *const __m128i));
-            let mut p = [_mm256_setzero_si256(); RN];
-            for j in 0..4 {
-                let w = _mm256_loadu_si256(pw.add(Q6K_PL + 128 * s + 32 * j) as *const __m256i);
-                for t in 0..RN {
-                    let px = xs[t].add(i * Q8K_BYTES + Q8K_QS + 16 * s + 4 * j);
-                    p[t] = _mm256_dpbusd_epi32(p[t], w, bcast4(px));
+        let pw = panel.add(i * Q6K_W16_UNIT);
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(pw.add(Q6K_W16_DD) as *const __m256i));
+        let mut dd = [_mm512_setzero_ps(); RN];
+        for t in 0..RN {
+            let dx = (xs[t].add(i * Q8K_BYTES + Q8K_D) as *const f32).read_unaligned();
+            dd[t] = _mm512_mul_ps(d, _mm512_set1_ps(dx));
+        }
+        let mut scv = [_mm512_setzero_si512(); 16];
+        for (s, v) in scv.iter_mut().enumerate() {
+            *v = dup_pairs16(pw.add(16 * s));
+        }
+        for (g, acc_g) in acc.iter_mut().enumerate() {
+            // Correction: pair g of the scales (sub-blocks 2g, 2g + 1) against pair g of the
+            // bsums.
+            let s0 = _mm_loadu_si128(pw.add(32 * g) as *const __m128i);
+            let s1 = _mm_loadu_si128(pw.add(32 * g + 16) as *const __m128i);
+            let cp = _mm512_cvtepi8_epi16(_mm256_set_m128i(
+                _mm_unpackhi_epi8(s0, s1),
+                _mm_unpacklo_epi8(s0, s1),
+            ));
+            let mut sumi = [_mm512_setzero_si512(); RN];
+            for t in 0..RN {
+                let bs = xs[t].add(i * Q8K_BYTES + Q8K_BSUMS + 4 * g);
+                let bs = _mm512_set1_epi32((bs as *const i32).read_unaligned());
+                let corr = _mm512_madd_epi16(cp, bs);
+                sumi[t] = _mm512_sub_epi32(sumi[t], _mm512_slli_epi32(corr, 5));
+            }
+            for h in 0..2 {
+                for k in 0..4 {
+                    let at = Q6K_W16_PL + 512 * g + 256 * h + 64 * k;
+                    let vk = _mm512_loadu_si512(pw.add(at) as *const __m512i);
+                    let sc = scv[8 * h + 2 * k + g / 4];
+                    for t in 0..RN {
+                        let px = xs[t].add(i * Q8K_BYTES + Q8K_QS + 128 * h + 32 * k + 4 * g);
+                        let x = _mm512_set1_epi32((px as *const i32).read_unaligned());
+                        let p = _mm512_maddubs_epi16(vk, x);
+                        sumi[t] = _mm512_dpwssd_epi32(sumi[t], p, sc);
+                    }
                 }
             }
             for t in 0..RN {
-                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_mullo_epi32(p[t], sc));
+                acc_g[t] = _mm512_fmadd_ps(dd[t], _mm512_cvtepi32_ps(sumi[t]), acc_g[t]);
             }
-        }
-        // The values' offset of 32: Σ_s sc_s bsum_s, scale pair q against bsum pair q.
-        let mut corr = [_mm256_setzero_si256(); RN];
-        for q in 0..8 {
-            let cp = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(
-                _mm_loadl_epi64(pw.add(Q6K_SC + 16 * q) as *const __m128i),
-                _mm_loadl_epi64(pw.add(Q6K_SC + 16 * q + 8) as *const __m128i),
-            ));
-            for t in 0..RN {
-                let bs = xs[t].add(i * Q8K_BYTES + Q8K_BSUMS + 4 * q);
-                corr[t] = _mm256_dpwssd_epi32(corr[t], cp, bcast4(bs));
-            }
-        }
-        let d = _mm256_cvtph_ps(_mm_loadu_si128(pw.add(Q6K_DD) as *const __m128i));
-        for t in 0..RN {
-            let dx = (xs[t].add(i * Q8K_BYTES + Q8K_D) as *const f32).read_unaligned();
-            let dd = _mm256_mul_ps(d, _mm256_set1_ps(dx));
-            let si = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(corr[t], 5));
-            acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(si), acc[t]);
         }
     }
     for t in 0..RN {
-        _mm256_storeu_ps(out[t], acc[t]);
+        // hsum_float_8's order, as in gemm_q6_k.
+        let mut s = [_mm512_setzero_ps(); 4];
+        for (l, sl) in s.iter_mut().enumerate() {
+            *sl = _mm512_add_ps(acc[l + 4][t], acc[l][t]);
+        }
+        let u0 = _mm512_add_ps(s[0], s[2]);
+        let u1 = _mm512_add_ps(s[1], s[3]);
+        _mm512_storeu_ps(out[t], _mm512_add_ps(u0, u1));
     }
 }
 
