@@ -1,9 +1,11 @@
 //! AVX-512 VNNI kernels over weights repacked at load into 8-row panels (see
 //! [`super::packed`]): i32 lane r of every register is weight row r, so one broadcast 4-byte
 //! activation load feeds 8 rows through one `vpdpbusd`, scales of 8 rows convert in one
-//! instruction and no horizontal sums are needed. The same kernel serves decode (one token)
-//! and prefill (tiles of up to four tokens). Integer sums are exact and the float steps are
-//! those of the per-row kernels, so results equal [`super::vec_dot`]'s bit for bit.
+//! instruction and no horizontal sums are needed. These kernels serve decode (one token) and
+//! tiles of up to four tokens; prefill's K-type kernels (`gemm_q4_k16`, `gemm_q6_k16`) take
+//! two panels expanded side by side on 512-bit registers, lane r + 8 being row r of the
+//! second panel. Integer sums are exact and every lane's float steps are those of the per-row
+//! kernels, so results equal [`super::vec_dot`]'s bit for bit.
 //!
 //! Safety contract of every `unsafe fn` here: the CPU supports avx2, fma, f16c, avx512f,
 //! avx512bw, avx512vl and avx512vnni, the panel holds `nb` packed units, every `xs[j]` holds
