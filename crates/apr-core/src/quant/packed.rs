@@ -373,7 +373,7 @@ mod tests {
             let k_quant = matches!(ty, GgmlType::Q4K | GgmlType::Q6K);
             let (k, m, n) = (
                 if k_quant { 512 } else { 7 * 32 },
-                // Three panels: Q4_K's prefill takes a pair on 512-bit registers, then one.
+                // Three panels: the K types' prefill takes a pair on 512-bit registers, then one.
                 24,
                 PREFILL_MIN_TOKENS + 3,
             );
