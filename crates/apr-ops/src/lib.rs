@@ -9,6 +9,7 @@ pub mod imatrix;
 pub mod import;
 pub mod merge;
 pub mod mix;
+pub mod gptq;
 pub mod prune;
 pub mod quantize;
 pub use apr_core::quant::Weighting;

@@ -12,6 +12,7 @@ use apr_core::quant::{can_encode, dequantize, quantize_rows_with, Weighting};
 use apr_core::GgmlType;
 use apr_formats::{provenance, Gguf, GgufWriter, Provenance, TensorSpec, Value};
 
+use crate::gptq::GptqOptions;
 use crate::imatrix::{Imatrix, ImatrixError};
 use crate::mix::{self, FileType, ModelFacts, TensorDesc};
 
@@ -46,6 +47,8 @@ pub enum QuantizeError {
         path: PathBuf,
         source: apr_formats::GgufError,
     },
+    #[error("GPTQ: {0}")]
+    Gptq(String),
     #[error("hashing the input {path}: {source}")]
     Provenance {
         path: PathBuf,
@@ -63,6 +66,8 @@ pub struct QuantizeOptions {
     pub threads: usize,
     /// The command line, for the provenance keys.
     pub command: String,
+    /// Quantize the decoder matrices by GPTQ on this calibration ([`crate::gptq`]).
+    pub gptq: Option<GptqOptions>,
 }
 
 /// One tensor done (for a progress line).
@@ -200,6 +205,21 @@ pub fn quantize_file(
         path: output.into(),
         source: e,
     };
+    let gptq_ckpt = opts
+        .gptq
+        .as_ref()
+        .map(|o| gptq_checkpoint(output, o, opts, &prov));
+    let mut gptq_done = match (&opts.gptq, &gptq_ckpt) {
+        (Some(o), Some(ckpt)) => {
+            let types = descs
+                .iter()
+                .zip(&plan.types)
+                .map(|(d, &t)| (d.name.clone(), t))
+                .collect();
+            run_gptq(input, &types, imatrix, &descs, o, opts.threads, ckpt)?
+        }
+        _ => BTreeMap::new(),
+    };
     let mut w = GgufWriter::create(output, &meta, specs).map_err(out_err)?;
     let pool = ThreadPool::new(opts.threads.max(1));
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -210,7 +230,16 @@ pub fn quantize_file(
             .expect("the plan lists the file's own tensors");
         let src = g.tensor_data(info);
         let mut used_imatrix = false;
-        let data: Vec<u8> = if ty == d.dtype {
+        let data: Vec<u8> = if let Some((t, bytes)) = gptq_done.remove(&d.name) {
+            if t != ty {
+                return Err(QuantizeError::Gptq(format!(
+                    "{} came back as {t}, the plan says {ty}",
+                    d.name
+                )));
+            }
+            used_imatrix = imatrix.is_some_and(|m| m.weights(&d.name).is_some());
+            bytes
+        } else if ty == d.dtype {
             // Already the chosen type: copied as it is, as llama-quantize does.
             src.to_vec()
         } else {
@@ -235,6 +264,9 @@ pub fn quantize_file(
         });
     }
     let out = w.finish().map_err(out_err)?;
+    if let Some(c) = gptq_ckpt {
+        c.remove();
+    }
     let file_bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(bytes);
     Ok(QuantizeReport {
         out,
@@ -243,6 +275,78 @@ pub fn quantize_file(
         tensors: counts,
         n_fallback: plan.n_fallback,
     })
+}
+
+/// The checkpoint of a GPTQ run: the same source bytes, type, imatrix, calibration and apr
+/// version resume it; anything else starts over.
+fn gptq_checkpoint(
+    output: &Path,
+    o: &GptqOptions,
+    opts: &QuantizeOptions,
+    prov: &Provenance,
+) -> crate::prune::resume::Checkpoint {
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| -> String {
+        Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let imatrix = opts
+        .imatrix
+        .as_ref()
+        .and_then(|(_, p)| std::fs::read(p).ok())
+        .map(|b| hex(&b))
+        .unwrap_or_default();
+    let key = format!(
+        "source {} | {} | imatrix {imatrix} | calib {} {}x{} | apr {}",
+        prov.source_sha256,
+        opts.ftype.name,
+        hex(o.calib.as_bytes()),
+        o.samples,
+        o.len,
+        prov.version
+    );
+    crate::prune::resume::Checkpoint::with_suffix(output, ".gptq-partial", key)
+}
+
+/// Runs GPTQ over the decoder matrices of `input` ([`crate::gptq::quantize_layers`]).
+fn run_gptq(
+    input: &Path,
+    types: &BTreeMap<String, GgmlType>,
+    imatrix: Option<&Imatrix>,
+    descs: &[TensorDesc],
+    o: &GptqOptions,
+    threads: usize,
+    ckpt: &crate::prune::resume::Checkpoint,
+) -> Result<BTreeMap<String, (GgmlType, Vec<u8>)>, QuantizeError> {
+    let err = |e: crate::prune::PruneError| QuantizeError::Gptq(e.to_string());
+    let mut engine = apr_engine::Engine::load(input, threads.max(1))
+        .map_err(|e| QuantizeError::Gptq(e.to_string()))?;
+    let mut weights = BTreeMap::new();
+    if let Some(m) = imatrix {
+        for d in descs {
+            if let Some(w) = tensor_weights(m, d)? {
+                weights.insert(d.name.clone(), w);
+            }
+        }
+    }
+    let t0 = std::time::Instant::now();
+    crate::gptq::quantize_layers(
+        &mut engine,
+        types,
+        &|name| weights.get(name).cloned(),
+        o,
+        threads.max(1),
+        ckpt,
+        &mut |i, n| {
+            eprintln!(
+                "gptq: layer {i}/{n} ({:.0} s)",
+                t0.elapsed().as_secs_f64()
+            )
+        },
+    )
+    .map_err(err)
 }
 
 /// The importance weights of one tensor, checked against its shape as llama-quantize checks

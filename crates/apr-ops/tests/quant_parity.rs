@@ -75,6 +75,7 @@ fn options(ftype: &str, imatrix: Option<(Imatrix, PathBuf)>) -> QuantizeOptions 
         weighting: Weighting::Ggml,
         threads: 2,
         command: format!("apr quantize --type {ftype}"),
+        gptq: None,
     }
 }
 

@@ -1,9 +1,10 @@
 //! `apr quantize IN OUT --type T [--imatrix FILE [--weighting ggml|energy] [--energy-power P]]
-//! [--threads N] [--json]`.
+//! [--gptq [--calib FILE] [--calib-samples N] [--calib-len L]] [--threads N] [--json]`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use apr_ops::gptq::GptqOptions;
 use apr_ops::{quantize_file, FileType, Imatrix, QuantizeOptions, Weighting};
 
 use crate::common::print_json;
@@ -29,6 +30,21 @@ pub struct Args {
     /// (default 3)
     #[arg(long, allow_negative_numbers = true)]
     pub energy_power: Option<f32>,
+    /// Quantize the decoder matrices by GPTQ: each matrix's levels chosen column by column
+    /// against the inverse Hessian of its calibration inputs, layer by layer (same types and
+    /// blocks as without; resumes after an interruption)
+    #[arg(long)]
+    pub gptq: bool,
+    /// Calibration text for --gptq (default: ../shared/data/calib-code.py.txt; never the
+    /// evaluation text)
+    #[arg(long, requires = "gptq")]
+    pub calib: Option<PathBuf>,
+    /// Calibration samples for --gptq
+    #[arg(long, default_value_t = apr_ops::prune::DEFAULT_CALIB_SAMPLES)]
+    pub calib_samples: usize,
+    /// Tokens per calibration sample for --gptq
+    #[arg(long, default_value_t = apr_ops::prune::DEFAULT_CALIB_LEN)]
+    pub calib_len: usize,
     /// Threads (default: all cores)
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -36,6 +52,9 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 }
+
+/// The calibration text used when --calib is not given (never the evaluation text).
+const DEFAULT_CALIB: &str = "../shared/data/calib-code.py.txt";
 
 /// The energy weighting's default power (docs/quantization.md has the measurements).
 pub const DEFAULT_ENERGY_POWER: f32 = 3.0;
@@ -69,6 +88,28 @@ pub fn run(a: Args) -> Result<()> {
         )
     })?;
     let weighting = weighting(&a)?;
+    if a.gptq && weighting != Weighting::Ggml {
+        anyhow::bail!("--gptq chooses the levels itself: it takes --weighting ggml only");
+    }
+    let gptq = if a.gptq {
+        let file = a
+            .calib
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CALIB));
+        let calib = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "cannot read the calibration text {} (--calib)",
+                file.display()
+            )
+        })?;
+        Some(GptqOptions {
+            calib,
+            samples: a.calib_samples,
+            len: a.calib_len,
+        })
+    } else {
+        None
+    };
     let input = apr_engine::resolve_model(&a.input)?;
     let imatrix = match &a.imatrix {
         Some(p) => Some((
@@ -92,6 +133,7 @@ pub fn run(a: Args) -> Result<()> {
         weighting,
         threads,
         command,
+        gptq,
     };
     let report = quantize_file(&input, &a.output, &opts, &mut |t| {
         eprintln!(

@@ -163,6 +163,30 @@ pub fn quantize_rows_with(
     Ok(nrows * row_bytes)
 }
 
+/// Encodes one block of `ty` (`ty.block_elems()` values) with ggml's encoder, as
+/// `quantize_rows` encodes each block of a row: `qw` the block's importance weights (ignored by
+/// the types that take none), `sigma2` the row's mean square (the legacy weighted paths use
+/// it).
+pub fn encode_block(
+    ty: GgmlType,
+    x: &[f32],
+    qw: Option<&[f32]>,
+    sigma2: f32,
+    y: &mut [u8],
+) -> Result<(), QuantError> {
+    const OP: &str = "encode_block";
+    let Some(&(_, block, weighted, _)) = ENCODERS.iter().find(|r| r.0 == ty) else {
+        return Err(QuantError::Unsupported { op: OP, ty });
+    };
+    check_len(OP, ty, "x", x.len(), ty.block_elems())?;
+    check_len(OP, ty, "y", y.len(), ty.block_bytes())?;
+    if let Some(w) = qw {
+        check_len(OP, ty, "qw", w.len(), ty.block_elems())?;
+    }
+    block(x, qw.filter(|_| weighted), sigma2, y);
+    Ok(())
+}
+
 /// The byte offsets of a K-quant block's f16 super-block scales (`d`, and `dmin` where the
 /// type has one); empty for the other types.
 fn k_scale_offsets(ty: GgmlType) -> &'static [usize] {

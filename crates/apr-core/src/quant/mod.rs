@@ -22,6 +22,7 @@ mod gemm;
 mod gemm_avx2;
 #[cfg(test)]
 mod gemm_tests;
+pub mod grid;
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
 mod packed_avx512;
@@ -33,7 +34,7 @@ pub use dot::{
     vec_dot_multi, vec_dot_type, RefFn, MAX_COLS,
 };
 pub use encode::{
-    can_encode, quantize_rows, quantize_rows_with, requires_imatrix, uses_imatrix, Weighting,
+    can_encode, encode_block, quantize_rows, quantize_rows_with, requires_imatrix, uses_imatrix, Weighting,
 };
 pub use error::QuantError;
 pub use gemm::{gemm, gemm_has_kernel};

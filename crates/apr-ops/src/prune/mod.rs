@@ -389,27 +389,35 @@ fn calibration_samples(engine: &Engine, o: &PruneOptions) -> Result<Vec<Vec<u32>
             o.method
         ))
     })?;
-    if o.calib_len < 8 || o.calib_samples == 0 {
+    text_samples(engine, text, o.calib_samples, o.calib_len)
+}
+
+/// The first `samples` chunks of `len` tokens of `text` (at most the model's context each).
+pub(crate) fn text_samples(
+    engine: &Engine,
+    text: &str,
+    samples: usize,
+    len: usize,
+) -> Result<Vec<Vec<u32>>> {
+    if len < 8 || samples == 0 {
         return Err(PruneError::Invalid(format!(
-            "--calib-len must be at least 8 and --calib-samples at least 1 (got {} and {})",
-            o.calib_len, o.calib_samples
+            "--calib-len must be at least 8 and --calib-samples at least 1 (got {len} and {samples})"
         )));
     }
-    let len = o.calib_len.min(engine.model.cfg.ctx_train);
+    let len = len.min(engine.model.cfg.ctx_train);
     let mut chunks = engine.text_chunks(text, len)?;
-    if chunks.len() < o.calib_samples {
+    if chunks.len() < samples {
         return Err(PruneError::Invalid(format!(
-            "the calibration text holds {} samples of {len} tokens; --calib-samples asks for {}",
+            "the calibration text holds {} samples of {len} tokens; --calib-samples asks for {samples}",
             chunks.len(),
-            o.calib_samples
         )));
     }
-    chunks.truncate(o.calib_samples);
+    chunks.truncate(samples);
     Ok(chunks)
 }
 
 /// The embeddings of a sample, `[tokens, hidden]`.
-fn embed(engine: &Engine, ids: &[u32]) -> Result<Vec<f32>> {
+pub(crate) fn embed(engine: &Engine, ids: &[u32]) -> Result<Vec<f32>> {
     let d = engine.model.cfg.hidden;
     let mut x = vec![0f32; ids.len() * d];
     for (t, &id) in ids.iter().enumerate() {
@@ -423,7 +431,7 @@ fn embed(engine: &Engine, ids: &[u32]) -> Result<Vec<f32>> {
 
 /// The layer's seven matrices, with the weight whose input each one takes (SparseGPT's
 /// Hessian is shared by the matrices that read the same input).
-fn layer_weights(l: &mut Layer) -> [(&mut Linear, String); 7] {
+pub(crate) fn layer_weights(l: &mut Layer) -> [(&mut Linear, String); 7] {
     let (q, o, g, d) = (
         l.q_proj.name.clone(),
         l.o_proj.name.clone(),

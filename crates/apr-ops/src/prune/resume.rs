@@ -15,8 +15,13 @@ use super::{PruneError, Result};
 
 /// The checkpoint directory of the output `out`.
 pub fn dir_for(out: &Path) -> PathBuf {
+    dir_named(out, ".prune-partial")
+}
+
+/// `out`'s name with `suffix` added, beside it.
+fn dir_named(out: &Path, suffix: &str) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".prune-partial");
+    name.push(suffix);
     out.with_file_name(name)
 }
 
@@ -63,6 +68,14 @@ impl Checkpoint {
     pub fn new(out: &Path, key: String) -> Self {
         Checkpoint {
             dir: dir_for(out),
+            key,
+        }
+    }
+
+    /// A checkpoint in `OUT<suffix>/` (another job kind than pruning).
+    pub fn with_suffix(out: &Path, suffix: &str, key: String) -> Self {
+        Checkpoint {
+            dir: dir_named(out, suffix),
             key,
         }
     }
