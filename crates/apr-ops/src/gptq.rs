@@ -56,7 +56,9 @@ pub fn quantize_matrix(
         )));
     }
     if hinv.u.len() != cols * cols || qw.is_some_and(|q| q.len() != cols) {
-        return Err(PruneError::Invalid("GPTQ: Hessian or weights of the wrong size".into()));
+        return Err(PruneError::Invalid(
+            "GPTQ: Hessian or weights of the wrong size".into(),
+        ));
     }
     let rows = w.len() / cols;
     let row_bytes = cols / be * bb;
@@ -110,7 +112,9 @@ pub fn quantize_matrix(
                 }
             }
         };
-        par_rows(threads, &mut w1, &mut err1, &mut out, cnt, row_bytes, &run_row);
+        par_rows(
+            threads, &mut w1, &mut err1, &mut out, cnt, row_bytes, &run_row,
+        );
         for (row, b) in w.chunks_exact_mut(cols).zip(w1.chunks_exact(cnt)) {
             row[i1..i2].copy_from_slice(b);
         }
@@ -272,10 +276,19 @@ pub fn quantize_layers(
                     quantize_matrix(&mut w, cols, ty, &hinv[&input], Some(&qw), threads)?
                 } else {
                     let row_bytes = ty.bytes_for(cols).ok_or_else(|| {
-                        PruneError::Invalid(format!("{}: rows of {cols} are not {ty} blocks", lin.name))
+                        PruneError::Invalid(format!(
+                            "{}: rows of {cols} are not {ty} blocks",
+                            lin.name
+                        ))
                     })?;
                     let mut out = vec![0u8; rows * row_bytes];
-                    quant::quantize_rows(ty, &w, cols, quant::uses_imatrix(ty).then_some(&qw[..]), &mut out)?;
+                    quant::quantize_rows(
+                        ty,
+                        &w,
+                        cols,
+                        quant::uses_imatrix(ty).then_some(&qw[..]),
+                        &mut out,
+                    )?;
                     out
                 }
             };
@@ -318,6 +331,16 @@ fn replace(lin: &mut Linear, ty: GgmlType, bytes: Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// The sha256 of `b` in hex (the calibration text's, in the output's metadata and the
+/// checkpoint's key).
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
 /// The mean square of each input column of `x: [n, cols]` (an imatrix of these inputs).
 fn mean_squares(x: &[f32], cols: usize) -> Vec<f32> {
     let mut s = vec![0f64; cols];
@@ -338,7 +361,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
             })
             .collect()
@@ -350,7 +375,13 @@ mod tests {
         let a: Vec<f32> = random(cols * cols, seed + 1)
             .iter()
             .enumerate()
-            .map(|(i, &v)| if i / cols == i % cols { 1.0 + v.abs() } else { 0.6 * v })
+            .map(|(i, &v)| {
+                if i / cols == i % cols {
+                    1.0 + v.abs()
+                } else {
+                    0.6 * v
+                }
+            })
             .collect();
         let mut x = vec![0f32; n * cols];
         for t in 0..n {
@@ -369,7 +400,12 @@ mod tests {
         let mut total = 0f64;
         for (wr, qr) in w.chunks_exact(cols).zip(q.chunks_exact(cols)) {
             for xr in x.chunks_exact(cols) {
-                let e: f64 = wr.iter().zip(qr).zip(xr).map(|((&a, &b), &v)| ((a - b) * v) as f64).sum();
+                let e: f64 = wr
+                    .iter()
+                    .zip(qr)
+                    .zip(xr)
+                    .map(|((&a, &b), &v)| ((a - b) * v) as f64)
+                    .sum();
                 total += e * e;
             }
         }
@@ -392,10 +428,18 @@ mod tests {
     fn a_diagonal_hessian_gives_round_to_nearest() {
         let (rows, cols) = (6, 512);
         let hinv = HessianInverse {
-            u: (0..cols * cols).map(|i| if i / cols == i % cols { 0.5 } else { 0.0 }).collect(),
+            u: (0..cols * cols)
+                .map(|i| if i / cols == i % cols { 0.5 } else { 0.0 })
+                .collect(),
             dead: vec![false; cols],
         };
-        for ty in [GgmlType::Q2K, GgmlType::Q3K, GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
+        for ty in [
+            GgmlType::Q2K,
+            GgmlType::Q3K,
+            GgmlType::Q4K,
+            GgmlType::Q5K,
+            GgmlType::Q6K,
+        ] {
             let w0 = random(rows * cols, ty as u64);
             let qw: Vec<f32> = random(cols, 9).iter().map(|v| v.abs() + 0.1).collect();
             let mut w = w0.clone();
@@ -425,8 +469,14 @@ mod tests {
             quant::quantize_rows(ty, &w0, cols, Some(&qw), &mut rtn).unwrap();
             let mut qr = vec![0f32; w0.len()];
             quant::dequantize(ty, &rtn, &mut qr).unwrap();
-            let (eg, er) = (output_error(&w0, &q, &x, cols), output_error(&w0, &qr, &x, cols));
-            assert!(eg < 0.8 * er, "{ty}: GPTQ {eg:.4e} vs round to nearest {er:.4e}");
+            let (eg, er) = (
+                output_error(&w0, &q, &x, cols),
+                output_error(&w0, &qr, &x, cols),
+            );
+            assert!(
+                eg < 0.8 * er,
+                "{ty}: GPTQ {eg:.4e} vs round to nearest {er:.4e}"
+            );
         }
     }
 

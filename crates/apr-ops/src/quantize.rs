@@ -165,6 +165,17 @@ fn output_metadata(g: &Gguf, opts: &QuantizeOptions, prov: &Provenance) -> Vec<(
             );
         }
     }
+    if let Some(o) = &opts.gptq {
+        meta.insert(
+            "apr.quantize.gptq".into(),
+            Value::String(format!(
+                "{} samples of {} tokens, calibration text sha256 {}",
+                o.samples,
+                o.len,
+                crate::gptq::sha256_hex(o.calib.as_bytes())
+            )),
+        );
+    }
     for (k, v) in prov.gguf_kv(&g.metadata) {
         meta.insert(k, v);
     }
@@ -285,13 +296,7 @@ fn gptq_checkpoint(
     opts: &QuantizeOptions,
     prov: &Provenance,
 ) -> crate::prune::resume::Checkpoint {
-    use sha2::{Digest, Sha256};
-    let hex = |b: &[u8]| -> String {
-        Sha256::digest(b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect()
-    };
+    let hex = crate::gptq::sha256_hex;
     let imatrix = opts
         .imatrix
         .as_ref()
@@ -339,12 +344,7 @@ fn run_gptq(
         o,
         threads.max(1),
         ckpt,
-        &mut |i, n| {
-            eprintln!(
-                "gptq: layer {i}/{n} ({:.0} s)",
-                t0.elapsed().as_secs_f64()
-            )
-        },
+        &mut |i, n| eprintln!("gptq: layer {i}/{n} ({:.0} s)", t0.elapsed().as_secs_f64()),
     )
     .map_err(err)
 }

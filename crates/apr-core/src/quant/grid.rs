@@ -160,8 +160,16 @@ pub fn grid(ty: GgmlType, b: &[u8], j: usize) -> Option<Grid> {
 pub fn set_level(ty: GgmlType, b: &mut [u8], j: usize, level: i32) -> bool {
     match ty {
         GgmlType::Q4_0 | GgmlType::Q4_1 => {
-            let at = if ty == GgmlType::Q4_0 { Q4_0_QS } else { Q4_1_QS };
-            let v = if ty == GgmlType::Q4_0 { level + 8 } else { level } as u8;
+            let at = if ty == GgmlType::Q4_0 {
+                Q4_0_QS
+            } else {
+                Q4_1_QS
+            };
+            let v = if ty == GgmlType::Q4_0 {
+                level + 8
+            } else {
+                level
+            } as u8;
             set_nibble(&mut b[at + j % 16], j >= 16, v);
         }
         GgmlType::Q5_0 | GgmlType::Q5_1 => {
@@ -170,7 +178,11 @@ pub fn set_level(ty: GgmlType, b: &mut [u8], j: usize, level: i32) -> bool {
             } else {
                 (Q5_1_QH, Q5_1_QS)
             };
-            let v = if ty == GgmlType::Q5_0 { level + 16 } else { level } as u32;
+            let v = if ty == GgmlType::Q5_0 {
+                level + 16
+            } else {
+                level
+            } as u32;
             set_nibble(&mut b[qs_at + j % 16], j >= 16, v as u8);
             let qh = u32_at(b, qh_at) & !(1 << j) | ((v >> 4) & 1) << j;
             b[qh_at..qh_at + 4].copy_from_slice(&qh.to_le_bytes());
@@ -234,7 +246,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
             })
             .collect()
@@ -256,7 +270,11 @@ mod tests {
                     let mut c = b.clone();
                     assert!(set_level(ty, &mut c, j, level));
                     dequantize(ty, &c, &mut y).unwrap();
-                    assert_eq!(y[j].to_bits(), g.value(level).to_bits(), "{ty} j {j} {level}");
+                    assert_eq!(
+                        y[j].to_bits(),
+                        g.value(level).to_bits(),
+                        "{ty} j {j} {level}"
+                    );
                     // The other elements are untouched.
                     let mut y0 = vec![0f32; be];
                     dequantize(ty, &b, &mut y0).unwrap();

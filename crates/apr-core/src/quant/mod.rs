@@ -34,7 +34,8 @@ pub use dot::{
     vec_dot_multi, vec_dot_type, RefFn, MAX_COLS,
 };
 pub use encode::{
-    can_encode, encode_block, quantize_rows, quantize_rows_with, requires_imatrix, uses_imatrix, Weighting,
+    can_encode, encode_block, quantize_rows, quantize_rows_with, requires_imatrix, uses_imatrix,
+    Weighting,
 };
 pub use error::QuantError;
 pub use gemm::{gemm, gemm_has_kernel};
