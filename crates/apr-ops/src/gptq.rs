@@ -27,7 +27,9 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::prune::resume::Checkpoint;
-use crate::prune::sparsegpt::{hessian_inverse, HessianInverse};
+#[cfg(test)]
+use crate::prune::sparsegpt::hessian_inverse;
+use crate::prune::sparsegpt::{hessian_inverse_damped, HessianInverse};
 use crate::prune::{self, PruneError, Result};
 
 /// Whether GPTQ can write `ty` (a block type whose levels [`grid`] can set).
@@ -179,7 +181,12 @@ pub struct GptqOptions {
     /// Samples of `len` tokens taken from its start.
     pub samples: usize,
     pub len: usize,
+    /// The Hessian's damping, a fraction of its mean diagonal (the paper's 0.01).
+    pub damp: f64,
 }
+
+/// The paper's damping: 1% of the Hessian's mean diagonal.
+pub const DEFAULT_DAMP: f64 = 0.01;
 
 /// The decoder matrices of `engine`'s model quantized by GPTQ, layer by layer: `types` gives
 /// each matrix's type (from the mix), `weights` its imatrix weights (`None`: the mean squares
@@ -271,7 +278,10 @@ pub fn quantize_layers(
                 let qw = weights(&lin.name).unwrap_or_else(|| mean_squares(x, cols));
                 if supports(ty) && cols.is_multiple_of(ty.block_elems()) {
                     if !hinv.contains_key(&input) {
-                        hinv.insert(input.clone(), hessian_inverse(x, cols, threads, &input)?);
+                        hinv.insert(
+                            input.clone(),
+                            hessian_inverse_damped(x, cols, threads, &input, o.damp)?,
+                        );
                     }
                     quantize_matrix(&mut w, cols, ty, &hinv[&input], Some(&qw), threads)?
                 } else {
@@ -318,8 +328,18 @@ pub fn quantize_layers(
     Ok(done)
 }
 
-/// Puts the quantized matrix in the model, so that the next layer calibrates on it.
+/// Puts the quantized matrix in the model, so that the next layer calibrates on it. A type
+/// without a prefill kernel (Q2_K, Q3_K, Q5_K, Q4_1, Q5_1) goes in as the f32 values it
+/// holds: the reference dot products would take minutes per layer over the samples.
 fn replace(lin: &mut Linear, ty: GgmlType, bytes: Vec<u8>) -> Result<()> {
+    let (ty, bytes) = if quant::gemm_has_kernel(ty) {
+        (ty, bytes)
+    } else {
+        let mut v = vec![0f32; lin.rows * lin.cols];
+        quant::dequantize(ty, &bytes, &mut v)?;
+        let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        (GgmlType::F32, b)
+    };
     *lin = Linear::from_bytes(
         &lin.name,
         ty,

@@ -169,9 +169,10 @@ fn output_metadata(g: &Gguf, opts: &QuantizeOptions, prov: &Provenance) -> Vec<(
         meta.insert(
             "apr.quantize.gptq".into(),
             Value::String(format!(
-                "{} samples of {} tokens, calibration text sha256 {}",
+                "{} samples of {} tokens, damping {}, calibration text sha256 {}",
                 o.samples,
                 o.len,
+                o.damp,
                 crate::gptq::sha256_hex(o.calib.as_bytes())
             )),
         );
@@ -304,12 +305,13 @@ fn gptq_checkpoint(
         .map(|b| hex(&b))
         .unwrap_or_default();
     let key = format!(
-        "source {} | {} | imatrix {imatrix} | calib {} {}x{} | apr {}",
+        "source {} | {} | imatrix {imatrix} | calib {} {}x{} damp {} | apr {}",
         prov.source_sha256,
         opts.ftype.name,
         hex(o.calib.as_bytes()),
         o.samples,
         o.len,
+        o.damp,
         prov.version
     );
     crate::prune::resume::Checkpoint::with_suffix(output, ".gptq-partial", key)

@@ -45,6 +45,10 @@ pub struct Args {
     /// Tokens per calibration sample for --gptq
     #[arg(long, default_value_t = apr_ops::prune::DEFAULT_CALIB_LEN)]
     pub calib_len: usize,
+    /// The Hessian's damping for --gptq, a fraction of its mean diagonal (default 0.01, the
+    /// paper's), in (0, 10]
+    #[arg(long, requires = "gptq")]
+    pub gptq_damp: Option<f64>,
     /// Threads (default: all cores)
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -102,10 +106,15 @@ pub fn run(a: Args) -> Result<()> {
                 file.display()
             )
         })?;
+        let damp = a.gptq_damp.unwrap_or(apr_ops::gptq::DEFAULT_DAMP);
+        if !(damp > 0.0 && damp <= 10.0) {
+            anyhow::bail!("--gptq-damp must be in (0, 10], got {damp}");
+        }
         Some(GptqOptions {
             calib,
             samples: a.calib_samples,
             len: a.calib_len,
+            damp,
         })
     } else {
         None

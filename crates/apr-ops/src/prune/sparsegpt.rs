@@ -38,12 +38,24 @@ fn par(threads: usize) -> Par {
     }
 }
 
-/// `U` with `U^T U = (H + damp I)^-1` for `H = 2/n X^T X`, `x: [n, cols]` row-major.
+/// `U` with `U^T U = (H + damp I)^-1` for `H = 2/n X^T X`, `x: [n, cols]` row-major, damped
+/// by the reference's 1% of the mean diagonal.
 pub fn hessian_inverse(
     x: &[f32],
     cols: usize,
     threads: usize,
     what: &str,
+) -> Result<HessianInverse> {
+    hessian_inverse_damped(x, cols, threads, what, DAMP)
+}
+
+/// [`hessian_inverse`] damped by `damp` times the mean diagonal.
+pub fn hessian_inverse_damped(
+    x: &[f32],
+    cols: usize,
+    threads: usize,
+    what: &str,
+    damp: f64,
 ) -> Result<HessianInverse> {
     let n = x.len() / cols.max(1);
     if n == 0 {
@@ -71,7 +83,7 @@ pub fn hessian_inverse(
         }
     }
     let mean_diag = (0..cols).map(|i| h[(i, i)]).sum::<f64>() / cols as f64;
-    let mut damp = DAMP * mean_diag;
+    let mut damp = damp * mean_diag;
     for _ in 0..DAMP_TRIES {
         let mut hd = h.clone();
         for i in 0..cols {
