@@ -37,8 +37,17 @@ fn small_model() -> std::path::PathBuf {
         ],
     );
     let p = tmp("small-f32.gguf");
-    std::fs::write(&p, bytes).unwrap();
+    write_replacing(&p, &bytes);
     p
+}
+
+/// Writes `bytes` to `p` through a temporary file renamed into place: the tests run in
+/// parallel and share these inputs, and rewriting a file in place under a process that has it
+/// mapped would cut its mapping short.
+fn write_replacing(p: &std::path::Path, bytes: &[u8]) {
+    let t = p.with_extension(format!("tmp-{:?}", std::thread::current().id()));
+    std::fs::write(&t, bytes).unwrap();
+    std::fs::rename(&t, p).unwrap();
 }
 
 fn fails_with(args: &[&str], needle: &str) {
@@ -139,7 +148,7 @@ fn small_imatrix() -> std::path::PathBuf {
         ],
     );
     let p = tmp("small.imatrix.gguf");
-    std::fs::write(&p, bytes).unwrap();
+    write_replacing(&p, &bytes);
     p
 }
 
