@@ -274,3 +274,17 @@ pub fn print_json_with_ppl<T: serde::Serialize>(v: &T, ppl: Option<&PplPair>) ->
     }
     print_json(&v)
 }
+
+/// The calibration text used when --calib is not given (never the evaluation text).
+pub const DEFAULT_CALIB: &str = "../shared/data/calib-code.py.txt";
+
+/// The calibration text of `--calib` (or [`DEFAULT_CALIB`]).
+pub fn read_calib(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let file = file.unwrap_or(std::path::Path::new(DEFAULT_CALIB));
+    std::fs::read_to_string(file).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the calibration text {} (--calib): {e}",
+            file.display()
+        )
+    })
+}

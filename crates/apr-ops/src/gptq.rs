@@ -23,13 +23,11 @@ use std::collections::BTreeMap;
 use apr_core::quant::{self, grid, GgmlType};
 use apr_engine::Engine;
 use apr_models::{ActivationStats, KvCache, Linear, Scratch};
-use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::prune::resume::Checkpoint;
 #[cfg(test)]
 use crate::prune::sparsegpt::hessian_inverse;
-use crate::prune::sparsegpt::{hessian_inverse_damped, HessianInverse};
+use crate::prune::sparsegpt::{hessian_inverse_damped, spread_block_errors, HessianInverse};
 use crate::prune::{self, PruneError, Result};
 
 /// Whether GPTQ can write `ty` (a block type whose levels [`grid`] can set).
@@ -120,18 +118,7 @@ pub fn quantize_matrix(
         for (row, b) in w.chunks_exact_mut(cols).zip(w1.chunks_exact(cnt)) {
             row[i1..i2].copy_from_slice(b);
         }
-        if i2 < cols {
-            // W[:, i2..] -= Err1 U[i1..i2, i2..]
-            let dst = MatMut::from_row_major_slice_mut(w, rows, cols).subcols_mut(i2, cols - i2);
-            let lhs = MatRef::from_row_major_slice(&err1, rows, cnt);
-            let rhs = MatRef::from_row_major_slice(u, cols, cols).submatrix(i1, i2, cnt, cols - i2);
-            let par = if threads > 1 {
-                Par::rayon(threads)
-            } else {
-                Par::Seq
-            };
-            matmul(dst, Accum::Add, lhs, rhs, -1.0f32, par);
-        }
+        spread_block_errors(w, cols, &err1, u, i1, i2, threads);
     }
     Ok(out)
 }
@@ -275,7 +262,10 @@ pub fn quantize_layers(
                 let x = stats.inputs.get(&input).ok_or_else(|| {
                     PruneError::Invalid(format!("no calibration inputs of {input}"))
                 })?;
-                let qw = weights(&lin.name).unwrap_or_else(|| mean_squares(x, cols));
+                let qw = match weights(&lin.name) {
+                    Some(w) => w,
+                    None => input_mean_squares(&stats, &lin.name)?,
+                };
                 if supports(ty) && cols.is_multiple_of(ty.block_elems()) {
                     if !hinv.contains_key(&input) {
                         hinv.insert(
@@ -361,21 +351,32 @@ pub fn sha256_hex(b: &[u8]) -> String {
         .collect()
 }
 
-/// The mean square of each input column of `x: [n, cols]` (an imatrix of these inputs).
-fn mean_squares(x: &[f32], cols: usize) -> Vec<f32> {
-    let mut s = vec![0f64; cols];
-    for row in x.chunks_exact(cols) {
-        for (a, &v) in s.iter_mut().zip(row) {
-            *a += (v as f64) * (v as f64);
-        }
-    }
-    let n = (x.len() / cols).max(1) as f64;
-    s.iter().map(|&v| (v / n) as f32).collect()
+/// The mean square of each input column of the weight `name` over the calibration tokens
+/// (what an imatrix of these inputs holds).
+fn input_mean_squares(stats: &ActivationStats, name: &str) -> Result<Vec<f32>> {
+    let e = stats
+        .entries
+        .get(name)
+        .ok_or_else(|| PruneError::Invalid(format!("no calibration statistics of {name}")))?;
+    let n = e.count.max(1) as f64;
+    Ok(e.sum2.iter().map(|&v| (v / n) as f32).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The mean square of each input column of `x: [n, cols]` (an imatrix of these inputs).
+    fn mean_squares(x: &[f32], cols: usize) -> Vec<f32> {
+        let mut s = vec![0f64; cols];
+        for row in x.chunks_exact(cols) {
+            for (a, &v) in s.iter_mut().zip(row) {
+                *a += (v as f64) * (v as f64);
+            }
+        }
+        let n = (x.len() / cols).max(1) as f64;
+        s.iter().map(|&v| (v / n) as f32).collect()
+    }
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;

@@ -297,18 +297,16 @@ fn gptq_checkpoint(
     opts: &QuantizeOptions,
     prov: &Provenance,
 ) -> crate::prune::resume::Checkpoint {
-    let hex = crate::gptq::sha256_hex;
     let imatrix = opts
         .imatrix
         .as_ref()
-        .and_then(|(_, p)| std::fs::read(p).ok())
-        .map(|b| hex(&b))
+        .and_then(|(_, p)| provenance::file_sha256(p).ok())
         .unwrap_or_default();
     let key = format!(
         "source {} | {} | imatrix {imatrix} | calib {} {}x{} damp {} | apr {}",
         prov.source_sha256,
         opts.ftype.name,
-        hex(o.calib.as_bytes()),
+        crate::gptq::sha256_hex(o.calib.as_bytes()),
         o.samples,
         o.len,
         o.damp,

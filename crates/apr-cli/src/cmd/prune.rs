@@ -10,9 +10,6 @@ use apr_ops::prune::{self, Pattern, PruneOptions};
 
 use crate::common::{eval_ppl_pair, print_json_with_ppl, ModelArgs, OutputArgs, Progress};
 
-/// The calibration text used when --calib is not given (never the evaluation text).
-const DEFAULT_CALIB: &str = "../shared/data/calib-code.py.txt";
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -68,17 +65,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     prune::validate(&o)?;
     if prune::method(&a.method)?.calibrated() {
-        let file = a
-            .calib
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CALIB));
-        let text = std::fs::read_to_string(&file).with_context(|| {
-            format!(
-                "cannot read the calibration text {} (--calib)",
-                file.display()
-            )
-        })?;
-        o.calib = Some(text);
+        o.calib = Some(crate::common::read_calib(a.calib.as_deref())?);
     }
     let eval_text = a.output.eval_text()?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");

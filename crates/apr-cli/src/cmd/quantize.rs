@@ -57,9 +57,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The calibration text used when --calib is not given (never the evaluation text).
-const DEFAULT_CALIB: &str = "../shared/data/calib-code.py.txt";
-
 /// The energy weighting's default power (docs/quantization.md has the measurements).
 pub const DEFAULT_ENERGY_POWER: f32 = 3.0;
 
@@ -96,16 +93,7 @@ pub fn run(a: Args) -> Result<()> {
         anyhow::bail!("--gptq chooses the levels itself: it takes --weighting ggml only");
     }
     let gptq = if a.gptq {
-        let file = a
-            .calib
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CALIB));
-        let calib = std::fs::read_to_string(&file).with_context(|| {
-            format!(
-                "cannot read the calibration text {} (--calib)",
-                file.display()
-            )
-        })?;
+        let calib = crate::common::read_calib(a.calib.as_deref())?;
         let damp = a.gptq_damp.unwrap_or(apr_ops::gptq::DEFAULT_DAMP);
         if !(damp > 0.0 && damp <= 10.0) {
             anyhow::bail!("--gptq-damp must be in (0, 10], got {damp}");

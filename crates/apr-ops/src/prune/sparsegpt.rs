@@ -182,15 +182,30 @@ pub fn prune(w: &mut [f32], cols: usize, job: &WeightJob, hinv: &HessianInverse)
         for (row, b) in w.chunks_exact_mut(cols).zip(w1.chunks_exact(cnt)) {
             row[i1..i2].copy_from_slice(b);
         }
-        if i2 < cols {
-            // W[:, i2..] -= Err1 U[i1..i2, i2..]
-            let dst = MatMut::from_row_major_slice_mut(w, rows, cols).subcols_mut(i2, cols - i2);
-            let lhs = MatRef::from_row_major_slice(&err1, rows, cnt);
-            let rhs = MatRef::from_row_major_slice(u, cols, cols).submatrix(i1, i2, cnt, cols - i2);
-            matmul(dst, Accum::Add, lhs, rhs, -1.0f32, par(job.threads));
-        }
+        spread_block_errors(w, cols, &err1, u, i1, i2, job.threads);
     }
     Ok(())
+}
+
+/// The errors of the column block `i1..i2` (`err1: [rows, i2 - i1]`) spread over the later
+/// columns of `w: [rows, cols]`: `W[:, i2..] -= Err1 U[i1..i2, i2..]`, one matrix product.
+pub fn spread_block_errors(
+    w: &mut [f32],
+    cols: usize,
+    err1: &[f32],
+    u: &[f32],
+    i1: usize,
+    i2: usize,
+    threads: usize,
+) {
+    if i2 >= cols {
+        return;
+    }
+    let (rows, cnt) = (w.len() / cols, i2 - i1);
+    let dst = MatMut::from_row_major_slice_mut(w, rows, cols).subcols_mut(i2, cols - i2);
+    let lhs = MatRef::from_row_major_slice(err1, rows, cnt);
+    let rhs = MatRef::from_row_major_slice(u, cols, cols).submatrix(i1, i2, cnt, cols - i2);
+    matmul(dst, Accum::Add, lhs, rhs, -1.0f32, par(threads));
 }
 
 /// One row of a block: its weights, errors and mask.
