@@ -105,7 +105,7 @@ pub const EVALPLUS_TASK_TIMEOUT_CAP: f64 = 60.0;
 /// (measured: a candidate recursing from its entry point gets 969 frames deep).
 pub const EVALPLUS_RECURSION_ROOM: u32 = 969;
 /// Bumped when the ground-truth files change layout.
-const GT_FORMAT: u32 = 1;
+const GT_FORMAT: u32 = 2;
 /// Sandbox time for the interpreter start and the judge's setup, before the deadline counts.
 const SETUP_SLACK: Duration = Duration::from_secs(10);
 /// ... plus this much per MiB of ground truth to unpickle (MBPP+ has an 800 MB one).

@@ -406,6 +406,65 @@ fn hostile_candidates_end_as_clean_non_passes() {
     }
 }
 
+/// The plus judge reads each expected output from its stdin (fd 3 in the judge) only after
+/// the candidate's call returned. A candidate that closes or drains that stream ends as a
+/// clean fail on the split it disturbed (never a judge error that would stop an evaluation,
+/// never a pass), and one that only looks at it is still judged on its outputs.
+#[test]
+fn plus_candidates_that_touch_the_ground_truth_stream() {
+    let _one = serial();
+    let ds = datasets::load(Benchmark::HumanEvalPlus, None, None).unwrap();
+    let sb = sandbox();
+    let judge = prepared(&ds, &sb);
+    let task = &ds.tasks[0];
+    let good = canonical(Benchmark::HumanEvalPlus, task);
+    let cases = [
+        ("is correct", good.clone(), None),
+        (
+            "closes the stream, then is correct",
+            format!("import os\nos.close(3)\n{good}"),
+            Some("ground-truth-unreadable"),
+        ),
+        (
+            "drains the stream, then is correct",
+            format!("import os\nwhile os.read(3, 1 << 20):\n    pass\n{good}"),
+            Some("ground-truth-unreadable"),
+        ),
+        (
+            "checks the stream is there, then is wrong",
+            format!(
+                "{good}\nimport os\nos.fstat(3)\n_good = {f}\ndef {f}(*a):\n    return not _good(*a)\n",
+                f = task.entry_point
+            ),
+            Some("wrong-output"),
+        ),
+    ];
+    let items: Vec<(&Task, String)> = cases.iter().map(|(_, s, _)| (task, s.clone())).collect();
+    let verdicts = judge_all(&judge, &items);
+    for ((what, _, want), v) in cases.iter().zip(&verdicts) {
+        let plus = v.plus.as_ref().expect("plus verdict");
+        eprintln!(
+            "{what}: base {} | plus {}",
+            describe(&v.base),
+            describe(plus)
+        );
+        // The base split's ground truth is small enough to sit in the judge's read buffer
+        // before the candidate runs, so touching the stream may leave it intact; the plus
+        // split's is not.
+        let stream_case = want == &Some("ground-truth-unreadable");
+        for (x, split) in [(&v.base, "base"), (plus, "plus")] {
+            match want {
+                None => assert!(x.passed(), "{what}: {v:?}"),
+                Some(_) if stream_case && split == "base" && x.passed() => {}
+                Some(kind) => {
+                    assert_eq!(x.status, Status::Fail, "{what}: {v:?}");
+                    assert_eq!(x.error_kind.as_deref(), Some(*kind), "{what}: {v:?}");
+                }
+            }
+        }
+    }
+}
+
 /// EvalPlus rules that a straightforward reimplementation would get "right" and so differ:
 /// the atol that turns 1e-6 at the first float output and stays so, special MBPP oracles.
 /// Checked with numpy and with the pure-Python allclose.

@@ -7,8 +7,11 @@
 #          "gt_time_limit_factor": 4.0, "fast_check": true, "recursion_room": 969|null,
 #          "use_numpy": true, "deadline": seconds|null, "mem_bytes": int|null}
 # Sections: 0 the solution program, 1 the task's dataset record (JSON text, as shipped);
-# then the ground truth of this split to the end of stdin: a pickle of (outputs, seconds per
-# input), unpickled from the stream (MBPP+ has an 800 MB one).
+# then the ground truth of this split to the end of stdin, as groundtruth.py writes it: a head
+# pickle (n, seconds per input, floats, modules), then one pickle per expected output. Each
+# output is unpickled from the stream only once the candidate's call on its input returned
+# (MBPP+ has an 800 MB file), so the candidate runs with no ground truth in its heap, as the
+# canonical solution was timed, and the deadline is moved back by the time spent loading.
 #
 # Upstream quirks kept on purpose (see judge.rs for the list): a per-input timeout is a
 # "fail"; HumanEval/32 (find_zero) can never pass because its oracle `continue`s past the
@@ -16,6 +19,9 @@
 # the rest of the run; MBPP special oracles are keyed by entry-point name.
 
 import pickle as _pickle
+
+# Bound now: the candidate's code runs between two loads and could rebind pickle.load.
+_load_pickle = _pickle.load
 
 _REPR_CAP = 120
 _SAFE_SCALARS = (type(None), bool, int, float, complex, str, bytes)
@@ -75,31 +81,63 @@ def setup(header, stream):
     solution, record = read_sections(stream, header)
     st["solution"] = solution.decode("utf-8", "replace")
     record = _json.loads(record)
-    expected, ref_time = _pickle.load(stream)
+    head = _load_pickle(stream)
+    ref_time = head["seconds"]
     inputs = record[st["split"] + "_input"]
     if st["dataset"] == "mbpp":
         inputs = mbpp_deserialize(record["task_id"], inputs)
-    if len(expected) != len(inputs) or len(ref_time) != len(inputs):
+    if head["n"] != len(inputs) or len(ref_time) != len(inputs):
         raise ValueError("ground truth does not match the task's %s inputs" % st["split"])
     st.update(
         task_id=record["task_id"],
         entry_point=record["entry_point"],
         atol=record["atol"],
         inputs=inputs,
-        expected=expected,
+        stream=stream,
+        loaded=0,
         time_limits=[max(st["min_time_limit"], st["gt_time_limit_factor"] * t) for t in ref_time],
     )
+    # What unpickling the outputs will import, imported now rather than under the guard.
+    for name in head["modules"]:
+        __import__(name)
     # numpy where EvalPlus would call np.allclose (a float tolerance may apply), imported now
     # rather than under the guard; without it allclose_py stands in.
     if not st.get("use_numpy", True):
         set_numpy_allowed(False)
-    elif st["atol"] != 0 or any(is_floats(e) for e in expected) or "numpy" in st["solution"]:
+    elif st["atol"] != 0 or head["floats"] or "numpy" in st["solution"]:
         try:
             import numpy  # noqa: F401
         except Exception:
             pass
     preload(st["solution"])
     return st
+
+
+class GroundTruthUnreadable(Exception):
+    """The expected output could not be read once candidate code had run (it may have closed
+    the stream or taken the memory): the run fails; it is not a judge error."""
+
+
+def expected_output(reporter, st, i):
+    """The expected output of input i, read from the stream (skipping unread earlier ones).
+
+    The reading is the judge's work: its time goes back onto the deadline.
+    """
+    import time
+
+    if st.get("unreadable"):
+        raise GroundTruthUnreadable(st["unreadable"])
+    t0 = time.monotonic()
+    try:
+        while st["loaded"] <= i:
+            exp = _load_pickle(st["stream"])
+            st["loaded"] += 1
+    except BaseException as exc:
+        st["unreadable"] = "ground truth of input #%d unreadable: %s" % (i, describe(exc)[1])
+        raise GroundTruthUnreadable(st["unreadable"]) from None
+    finally:
+        reporter.grace(time.monotonic() - t0)
+    return exp
 
 
 def run(reporter, st):
@@ -113,7 +151,7 @@ def run(reporter, st):
 
 def execute(reporter, st):
     dataset, split, entry_point = st["dataset"], st["split"], st["entry_point"]
-    inputs, expected, time_limits = st["inputs"], st["expected"], st["time_limits"]
+    inputs, time_limits = st["inputs"], st["time_limits"]
     fast_check = st.get("fast_check", True)
     atol = st["atol"]
     details = []
@@ -132,7 +170,7 @@ def execute(reporter, st):
                     with swallow_io():
                         out = fn(*inp)
                 stage = "compare"
-                exp = expected[i]
+                exp = expected_output(reporter, st, i)
                 exact_match = out == exp
 
                 if dataset == "mbpp":
@@ -208,10 +246,12 @@ def explain(split, i, stage, exc, limit, st, scope):
         return "wrong-output", "%s: got %s, expected %s" % (
             where,
             short_repr(scope.get("out")),
-            short_repr(st["expected"][i]),
+            short_repr(scope.get("exp")),
         )
+    if isinstance(exc, GroundTruthUnreadable):
+        return "ground-truth-unreadable", "%s: %s" % (where, exc)
     kind, message = describe(exc)
     return kind, "%s: comparing the output raised %s" % (where, message)
 
 
-serve(setup, run)
+serve(setup, run, streaming=True)

@@ -45,7 +45,8 @@ def read_request():
     header = _json.loads(head.decode())
     head[:] = bytes(len(head))
     nonce = header.pop("nonce")
-    return header, nonce, _io.open(0, "rb", closefd=False)
+    # Over a duplicate of fd 0, so that the rest stays readable after mute_fds.
+    return header, nonce, _io.open(_os.dup(0), "rb")
 
 
 def read_sections(stream, header):
@@ -65,6 +66,7 @@ class Reporter:
         self._fd = _os.dup(1)
         self._started = ("APR-STARTED-" + nonce + "\n").encode()
         self._tag = ("APR-VERDICT-" + nonce + " ").encode()
+        self.watchdog = None
 
     def _line(self, data):
         view = memoryview(data)
@@ -74,6 +76,14 @@ class Reporter:
 
     def started(self):
         self._line(self._started)
+
+    def grace(self, seconds):
+        """Move the deadline back by `seconds` the judge itself spent (loading ground truth)."""
+        if self.watchdog is not None:
+            try:
+                self.watchdog.extend(seconds)
+            except OSError:
+                pass  # the candidate closed the pipe: the deadline stays as it was
 
     def fd(self):
         return self._fd
@@ -261,7 +271,9 @@ class Watchdog:
 
     Forked before the request's payload is loaded; armed once the candidate is about to run,
     so the deadline counts from there, as the reference's join() timeout counts from the
-    worker's start. It exits as soon as the judge has gone (its pipe reaches EOF).
+    worker's start; each later line moves it back by the seconds the judge spent on its own
+    work (the reference holds its ground truth in memory). It exits as soon as the judge has
+    gone (its pipe reaches EOF).
     """
 
     def __init__(self, reporter, nonce):
@@ -274,29 +286,41 @@ class Watchdog:
             _os.close(rd)
             return
         try:
+            import time
+
             _os.close(self._wr)
-            data = b""
-            while not data.endswith(b"\n"):
+            data, due = b"", None
+            while True:
+                wait = None if due is None else max(0.0, due - time.monotonic())
+                ready, _, _ = select.select([rd], [], [], wait)
+                if not ready:
+                    _write(reporter.fd(), line)
+                    _os.kill(judge_pid, _signal.SIGKILL)
+                    break
                 chunk = _os.read(rd, 64)
                 if not chunk:
-                    _exit(0)
+                    break
                 data += chunk
-            ready, _, _ = select.select([rd], [], [], float(data))
-            if not ready:
-                _write(reporter.fd(), line)
-                _os.kill(judge_pid, _signal.SIGKILL)
+                while b"\n" in data:
+                    value, data = data.split(b"\n", 1)
+                    seconds = float(value)
+                    due = time.monotonic() + seconds if due is None else due + seconds
         finally:
             _exit(0)
 
     def arm(self, seconds):
         _write(self._wr, ("%.3f\n" % seconds).encode())
 
+    def extend(self, seconds):
+        _write(self._wr, ("%.6f\n" % seconds).encode())
 
-def serve(setup, run):
+
+def serve(setup, run, streaming=False):
     """Read the request, set up (trusted phase), guard, then run the candidate.
 
     setup(header, stream) -> state; run(reporter, state) must end in reporter.verdict(...).
     A failure in setup is the judge's, reported as status "error" (not the candidate's fault).
+    streaming: the rest of stdin is run's to read (otherwise setup must have read it all).
     """
     reporter = None
     try:
@@ -304,9 +328,10 @@ def serve(setup, run):
         reporter = Reporter(nonce)
         deadline = header.get("deadline")
         watchdog = Watchdog(reporter, nonce) if deadline else None
+        reporter.watchdog = watchdog
         del nonce
         state = setup(header, stream)
-        if stream.read(1):
+        if not streaming and stream.read(1):
             raise ValueError("request has bytes after its last section")
         mem = header.get("mem_bytes")
         if mem is None:
