@@ -1,6 +1,7 @@
 //! apr-ops: the operations that make a new model file from existing ones (quantize, import and
 //! export, imatrix, merge, prune), each one file behind its command's registry.
 
+pub mod allocate;
 pub mod calibrate;
 pub mod check;
 pub mod convert;
@@ -12,6 +13,7 @@ pub mod merge;
 pub mod mix;
 pub mod prune;
 pub mod quantize;
+pub use allocate::Allocation;
 pub use apr_core::quant::Weighting;
 pub use imatrix::{Imatrix, ImatrixEntry, ImatrixError};
 pub use mix::FileType;

@@ -12,6 +12,7 @@ use apr_core::quant::{can_encode, dequantize, quantize_rows_with, Weighting};
 use apr_core::GgmlType;
 use apr_formats::{provenance, Gguf, GgufWriter, Provenance, TensorSpec, Value};
 
+use crate::allocate::{allocate_by_error, Allocation, KindAllocation};
 use crate::gptq::GptqOptions;
 use crate::imatrix::{Imatrix, ImatrixError};
 use crate::mix::{self, FileType, ModelFacts, TensorDesc};
@@ -68,6 +69,8 @@ pub struct QuantizeOptions {
     pub command: String,
     /// Quantize the decoder matrices by GPTQ on this calibration ([`crate::gptq`]).
     pub gptq: Option<GptqOptions>,
+    /// Which layers get a kind's larger type ([`crate::allocate`]).
+    pub allocation: Allocation,
 }
 
 /// One tensor done (for a progress line).
@@ -91,6 +94,8 @@ pub struct QuantizeReport {
     /// Tensor count per output type.
     pub tensors: BTreeMap<String, usize>,
     pub n_fallback: usize,
+    /// The kinds whose larger type `--allocate error` placed (empty for llama.cpp's positions).
+    pub allocation: Vec<KindAllocation>,
 }
 
 /// Reads the facts the mix rules need from the metadata.
@@ -130,7 +135,12 @@ pub fn plan_file(g: &Gguf, ftype: FileType, has_imatrix: bool) -> (Vec<TensorDes
 
 /// The output metadata: the input's (less split and `apr.` keys), the quantization keys
 /// llama-quantize sets, the imatrix keys it adds, and our provenance keys.
-fn output_metadata(g: &Gguf, opts: &QuantizeOptions, prov: &Provenance) -> Vec<(String, Value)> {
+fn output_metadata(
+    g: &Gguf,
+    opts: &QuantizeOptions,
+    allocation: &[KindAllocation],
+    prov: &Provenance,
+) -> Vec<(String, Value)> {
     let mut meta: BTreeMap<String, Value> = provenance::without_apr_keys(&g.metadata)
         .into_iter()
         .filter(|(k, _)| !SPLIT_KEYS.contains(&k.as_str()))
@@ -177,6 +187,16 @@ fn output_metadata(g: &Gguf, opts: &QuantizeOptions, prov: &Provenance) -> Vec<(
             )),
         );
     }
+    if opts.allocation == Allocation::Error {
+        let kinds: Vec<String> = allocation
+            .iter()
+            .map(|a| format!("{} {} in layers {:?}", a.kind, a.larger, a.error_layers))
+            .collect();
+        meta.insert(
+            "apr.quantize.allocation".into(),
+            Value::String(format!("error: {}", kinds.join("; "))),
+        );
+    }
     for (k, v) in prov.gguf_kv(&g.metadata) {
         meta.insert(k, v);
     }
@@ -195,7 +215,20 @@ pub fn quantize_file(
         source: e,
     })?;
     let imatrix = opts.imatrix.as_ref().map(|(m, _)| m);
-    let (descs, plan) = plan_file(&g, opts.ftype, imatrix.is_some());
+    let (descs, mut plan) = plan_file(&g, opts.ftype, imatrix.is_some());
+    let pool = ThreadPool::new(opts.threads.max(1));
+    let allocation = match opts.allocation {
+        Allocation::Position => Vec::new(),
+        Allocation::Error => allocate_by_error(
+            &g,
+            &descs,
+            &mut plan.types,
+            imatrix,
+            opts.weighting,
+            &pool,
+            &mut allocation_progress,
+        )?,
+    };
     let prov =
         Provenance::of(opts.command.clone(), input, env!("CARGO_PKG_VERSION")).map_err(|e| {
             QuantizeError::Provenance {
@@ -203,7 +236,7 @@ pub fn quantize_file(
                 source: e,
             }
         })?;
-    let meta = output_metadata(&g, opts, &prov);
+    let meta = output_metadata(&g, opts, &allocation, &prov);
     let specs: Vec<TensorSpec> = descs
         .iter()
         .zip(&plan.types)
@@ -233,7 +266,6 @@ pub fn quantize_file(
         _ => BTreeMap::new(),
     };
     let mut w = GgufWriter::create(output, &meta, specs).map_err(out_err)?;
-    let pool = ThreadPool::new(opts.threads.max(1));
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut bytes = 0u64;
     for (i, (d, &ty)) in descs.iter().zip(&plan.types).enumerate() {
@@ -286,7 +318,16 @@ pub fn quantize_file(
         bytes: file_bytes,
         tensors: counts,
         n_fallback: plan.n_fallback,
+        allocation,
     })
+}
+
+/// A line per kind placed by `--allocate error`.
+fn allocation_progress(a: &KindAllocation) {
+    eprintln!(
+        "allocate {}: {} in layers {:?} (llama.cpp's {:?}), weighted error {:.4e} (llama.cpp's {:.4e})",
+        a.kind, a.larger, a.error_layers, a.position_layers, a.error_error, a.position_error
+    );
 }
 
 /// The checkpoint of a GPTQ run: the same source bytes, type, imatrix, calibration and apr
@@ -303,9 +344,10 @@ fn gptq_checkpoint(
         .and_then(|(_, p)| provenance::file_sha256(p).ok())
         .unwrap_or_default();
     let key = format!(
-        "source {} | {} | imatrix {imatrix} | calib {} {}x{} damp {} | apr {}",
+        "source {} | {} {:?} | imatrix {imatrix} | calib {} {}x{} damp {} | apr {}",
         prov.source_sha256,
         opts.ftype.name,
+        opts.allocation,
         crate::gptq::sha256_hex(o.calib.as_bytes()),
         o.samples,
         o.len,
@@ -352,7 +394,10 @@ fn run_gptq(
 /// The importance weights of one tensor, checked against its shape as llama-quantize checks
 /// them: a missing entry quantizes without weights; a wrong size is an error, except for the
 /// token embedding (whose imatrix entry never fits and is ignored).
-fn tensor_weights(m: &Imatrix, d: &TensorDesc) -> Result<Option<Vec<f32>>, QuantizeError> {
+pub(crate) fn tensor_weights(
+    m: &Imatrix,
+    d: &TensorDesc,
+) -> Result<Option<Vec<f32>>, QuantizeError> {
     let Some(w) = m.weights(&d.name) else {
         return Ok(None);
     };
@@ -380,20 +425,46 @@ fn convert(
     weights: Option<&[f32]>,
     weighting: Weighting,
 ) -> Result<Vec<u8>, QuantizeError> {
-    let bad = |msg: String| QuantizeError::Tensor {
+    let x = dequantize_tensor(d, src)?;
+    encode_tensor(pool, d, &x, ty, weights, weighting)
+}
+
+fn tensor_error(d: &TensorDesc, msg: String) -> QuantizeError {
+    QuantizeError::Tensor {
         name: d.name.clone(),
         msg,
-    };
+    }
+}
+
+/// The tensor `d` (its bytes `src`, of `d.dtype`) as f32; a NaN or infinity is an error.
+pub(crate) fn dequantize_tensor(d: &TensorDesc, src: &[u8]) -> Result<Vec<f32>, QuantizeError> {
+    let n: usize = d.dims.iter().product::<u64>() as usize;
+    let mut x = vec![0f32; n];
+    dequantize(d.dtype, src, &mut x).map_err(|e| tensor_error(d, e.to_string()))?;
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(tensor_error(
+            d,
+            format!("value {i} is {}: not a finite number", x[i]),
+        ));
+    }
+    Ok(x)
+}
+
+/// `x` (the tensor `d` as f32) encoded as `ty`, rows in parallel on `pool`.
+pub(crate) fn encode_tensor(
+    pool: &ThreadPool,
+    d: &TensorDesc,
+    x: &[f32],
+    ty: GgmlType,
+    weights: Option<&[f32]>,
+    weighting: Weighting,
+) -> Result<Vec<u8>, QuantizeError> {
+    let bad = |msg: String| tensor_error(d, msg);
     if !can_encode(ty) {
         return Err(bad(format!("cannot encode type {ty}")));
     }
     let n_per_row = d.dims[0] as usize;
-    let n: usize = d.dims.iter().product::<u64>() as usize;
-    let mut x = vec![0f32; n];
-    dequantize(d.dtype, src, &mut x).map_err(|e| bad(e.to_string()))?;
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(bad(format!("value {i} is {}: not a finite number", x[i])));
-    }
+    let n = x.len();
     let row_bytes = ty
         .bytes_for(n_per_row)
         .ok_or_else(|| bad(format!("rows of {n_per_row} are not whole {ty} blocks")))?;

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use apr_formats::Gguf;
 use apr_ops::quantize::plan_file;
-use apr_ops::{quantize_file, FileType, Imatrix, QuantizeError, QuantizeOptions, Weighting};
+use apr_ops::{
+    quantize_file, Allocation, FileType, Imatrix, QuantizeError, QuantizeOptions, Weighting,
+};
 use sha2::{Digest, Sha256};
 
 const FIXTURE: &str = "tests/fixtures/quant-llamacpp.json";
@@ -76,6 +78,7 @@ fn options(ftype: &str, imatrix: Option<(Imatrix, PathBuf)>) -> QuantizeOptions 
         threads: 2,
         command: format!("apr quantize --type {ftype}"),
         gptq: None,
+        allocation: Allocation::Position,
     }
 }
 

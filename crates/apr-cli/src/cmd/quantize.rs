@@ -1,11 +1,12 @@
 //! `apr quantize IN OUT --type T [--imatrix FILE [--weighting ggml|energy] [--energy-power P]]
-//! [--gptq [--calib FILE] [--calib-samples N] [--calib-len L]] [--threads N] [--json]`.
+//! [--gptq [--calib FILE] [--calib-samples N] [--calib-len L]] [--allocate position|error]
+//! [--threads N] [--json]`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use apr_ops::gptq::GptqOptions;
-use apr_ops::{quantize_file, FileType, Imatrix, QuantizeOptions, Weighting};
+use apr_ops::{quantize_file, Allocation, FileType, Imatrix, QuantizeOptions, Weighting};
 
 use crate::common::print_json;
 
@@ -49,16 +50,27 @@ pub struct Args {
     /// paper's), in (0, 10]
     #[arg(long, requires = "gptq")]
     pub gptq_damp: Option<f64>,
+    /// Which layers of a tensor kind get the mix's larger type: position (llama.cpp's layers,
+    /// llama-quantize's types) or error (the layers where it lowers the imatrix-weighted
+    /// error the most; the same count of each type, so the same size)
+    #[arg(long, value_enum, default_value = "position")]
+    pub allocate: AllocateArg,
     /// Threads (default: all cores)
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
-    /// Print {"out", "type", "bytes", "tensors", "fallbacks", "seconds"} on stdout
+    /// Print {"out", "type", "bytes", "tensors", "fallbacks", "allocation", "seconds"} on stdout
     #[arg(long)]
     pub json: bool,
 }
 
 /// The energy weighting's default power (docs/quantization.md has the measurements).
 pub const DEFAULT_ENERGY_POWER: f32 = 3.0;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocateArg {
+    Position,
+    Error,
+}
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightingArg {
@@ -131,6 +143,10 @@ pub fn run(a: Args) -> Result<()> {
         threads,
         command,
         gptq,
+        allocation: match a.allocate {
+            AllocateArg::Position => Allocation::Position,
+            AllocateArg::Error => Allocation::Error,
+        },
     };
     let report = quantize_file(&input, &a.output, &opts, &mut |t| {
         eprintln!(
@@ -159,6 +175,7 @@ pub fn run(a: Args) -> Result<()> {
             "bytes": report.bytes,
             "tensors": report.tensors,
             "fallbacks": report.n_fallback,
+            "allocation": report.allocation,
             "seconds": seconds,
         }))
     } else {
