@@ -74,6 +74,7 @@ fn quantize_json_contract() {
     assert_eq!(j["tensors"]["Q4_K"], 1);
     assert_eq!(j["tensors"]["F32"], 1);
     assert_eq!(j["fallbacks"], 0);
+    assert_eq!(j["allocation"], serde_json::json!([]));
     assert!(j["seconds"].as_f64().unwrap() >= 0.0);
     assert_eq!(
         j["bytes"].as_u64().unwrap(),
@@ -210,5 +211,12 @@ fn quantize_weighting_flags_are_checked() {
             "energy power",
         );
     }
+    let out = apr(&with(&q, &["--allocate", "layers"]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "unknown allocation: a usage error"
+    );
+    assert!(stderr(&out).contains("--allocate"), "{}", stderr(&out));
     assert!(!std::path::Path::new(o).exists(), "no output on failure");
 }

@@ -23,7 +23,9 @@ use apr_formats::Gguf;
 
 use crate::imatrix::Imatrix;
 use crate::mix::TensorDesc;
-use crate::quantize::{dequantize_tensor, encode_tensor, tensor_weights, QuantizeError};
+use crate::quantize::{
+    dequantize_tensor, encode_tensor, tensor_error, tensor_weights, QuantizeError,
+};
 
 /// Which layers of a kind get the kind's larger type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,10 +178,7 @@ fn encoding_error(
     }
     let bytes = encode_tensor(pool, d, x, ty, weights, weighting)?;
     let mut q = vec![0f32; x.len()];
-    dequantize(ty, &bytes, &mut q).map_err(|e| QuantizeError::Tensor {
-        name: d.name.clone(),
-        msg: e.to_string(),
-    })?;
+    dequantize(ty, &bytes, &mut q).map_err(|e| tensor_error(d, e.to_string()))?;
     let n_per_row = d.dims[0] as usize;
     let rows_per_mat = d.dims.get(1).copied().unwrap_or(1).max(1) as usize;
     let mut sum = 0f64;

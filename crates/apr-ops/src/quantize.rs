@@ -192,10 +192,12 @@ fn output_metadata(
             .iter()
             .map(|a| format!("{} {} in layers {:?}", a.kind, a.larger, a.error_layers))
             .collect();
-        meta.insert(
-            "apr.quantize.allocation".into(),
-            Value::String(format!("error: {}", kinds.join("; "))),
-        );
+        let text = if kinds.is_empty() {
+            "error: no kind has two types".to_string()
+        } else {
+            format!("error: {}", kinds.join("; "))
+        };
+        meta.insert("apr.quantize.allocation".into(), Value::String(text));
     }
     for (k, v) in prov.gguf_kv(&g.metadata) {
         meta.insert(k, v);
@@ -429,7 +431,7 @@ fn convert(
     encode_tensor(pool, d, &x, ty, weights, weighting)
 }
 
-fn tensor_error(d: &TensorDesc, msg: String) -> QuantizeError {
+pub(crate) fn tensor_error(d: &TensorDesc, msg: String) -> QuantizeError {
     QuantizeError::Tensor {
         name: d.name.clone(),
         msg,

@@ -150,23 +150,15 @@ fn error_allocation_gives_the_larger_type_back_to_the_layers_on_its_grid() {
     let src = tensors(&src_path);
     let m = common::imatrix();
     for imatrix in [None, Some(&m)] {
-        let with = |p: &Path| imatrix.map(|m| (m.clone(), p.to_path_buf()));
-        let by_position = dir.join("position.gguf");
-        let by_error = dir.join("error.gguf");
-        let rp = quantize_file(
-            &src_path,
-            &by_position,
-            &options(Allocation::Position, with(&dir.join("m.gguf"))),
-            &mut |_| {},
-        )
-        .unwrap();
-        let re = quantize_file(
-            &src_path,
-            &by_error,
-            &options(Allocation::Error, with(&dir.join("m.gguf"))),
-            &mut |_| {},
-        )
-        .unwrap();
+        let run = |allocation: Allocation, out: &Path| {
+            let m = imatrix.map(|m| (m.clone(), dir.join("m.gguf")));
+            quantize_file(&src_path, out, &options(allocation, m), &mut |_| {}).unwrap()
+        };
+        let (by_position, by_error) = (dir.join("position.gguf"), dir.join("error.gguf"));
+        let (rp, re) = (
+            run(Allocation::Position, &by_position),
+            run(Allocation::Error, &by_error),
+        );
         let (p, e) = (tensors(&by_position), tensors(&by_error));
         let tag = if imatrix.is_some() {
             "imatrix"
