@@ -286,3 +286,59 @@ fn real_model_q4_k_m_types_equal_the_published_file() {
         diffs.join("\n")
     );
 }
+
+/// `--allocate error` on the real 0.5B Q4_K_M file, quantized again to Q4_K_M: the published
+/// file bumped other layers than today's llama.cpp does (its maker counted layers in file
+/// order), so llama.cpp's positions change the type of some `attn_v` / `ffn_down` tensors.
+/// A tensor already of a type costs no error there, so allocating by error must pick the
+/// published file's own layers, and every tensor comes back with the published type and
+/// bytes.
+#[test]
+#[ignore]
+fn real_model_error_allocation_gives_back_the_published_file() {
+    let home = std::env::var("HOME").unwrap();
+    let src = PathBuf::from(home).join(".cache/apr/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    let dir = tmp_dir("real-allocate");
+    let by_position = dir.join("position.gguf");
+    let by_error = dir.join("error.gguf");
+    let mut o = options("Q4_K_M", None);
+    quantize_file(&src, &by_position, &o, &mut |_| {}).unwrap();
+    o.allocation = Allocation::Error;
+    let r = quantize_file(&src, &by_error, &o, &mut |_| {}).unwrap();
+    let (published, p, e) = (
+        tensor_table(&src),
+        tensor_table(&by_position),
+        tensor_table(&by_error),
+    );
+    let moved: Vec<&String> = published
+        .keys()
+        .filter(|n| p[*n] != published[*n])
+        .collect();
+    assert!(
+        moved.len() >= 2,
+        "llama.cpp's positions differ from the published file's: {moved:?}"
+    );
+    let differ: Vec<&String> = published
+        .keys()
+        .filter(|n| e[*n] != published[*n])
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "by error, differing from the published file: {differ:?}"
+    );
+    let kinds: Vec<&str> = r.allocation.iter().map(|a| a.kind.as_str()).collect();
+    assert_eq!(kinds, ["attn_v.weight", "ffn_down.weight"]);
+    for a in &r.allocation {
+        assert_eq!(a.error_error, 0.0, "{}: every tensor copied", a.kind);
+        assert!(a.position_error > 0.0, "{}", a.kind);
+    }
+    eprintln!(
+        "{} tensors moved by llama.cpp's positions, 0 by error: {:?}",
+        moved.len(),
+        r.allocation
+            .iter()
+            .map(|a| (&a.kind, &a.error_layers))
+            .collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
