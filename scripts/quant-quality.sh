@@ -75,9 +75,14 @@ if [ ! -f "$W/imatrix.gguf" ]; then
     "$APR" imatrix "$src" --data "$DATA/calib-code.py.txt" "$W/imatrix.gguf" \
         "${chunks[@]}" -t "$T" >"$W/imatrix.log" 2>&1
 fi
+# IFLAGS: more `apr quantize` flags for the imatrix files, and TAG a name for them (e.g.
+# IFLAGS="--allocate error" TAG=alloc, docs/quantization.md's `--allocate error` rows).
+IFLAGS=${IFLAGS:-}
+TAG=${TAG:-imat}
 for t in $ITYPES; do
-    [ -f "$W/apr-$t-imat.gguf" ] || { log "apr quantize --imatrix $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t-imat.gguf" --type "$t" --imatrix "$W/imatrix.gguf" -t "$T" >/dev/null 2>&1; }
+    # shellcheck disable=SC2086
+    [ -f "$W/apr-$t-$TAG.gguf" ] || { log "apr quantize --imatrix $IFLAGS $t"; "$APR" quantize "$W/f16.gguf" "$W/apr-$t-$TAG.gguf" --type "$t" --imatrix "$W/imatrix.gguf" $IFLAGS -t "$T" >"$W/apr-$t-$TAG.qlog" 2>&1; }
     # The same chunks as the plain files (llama-perplexity takes them from the base logits).
-    kld "apr-$t-imat" "$W/apr-$t-imat.gguf"
+    kld "apr-$t-$TAG" "$W/apr-$t-$TAG.gguf"
 done
 log "all done"
